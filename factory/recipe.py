@@ -1,0 +1,342 @@
+"""The recipe: one YAML file describing a whole study, validated strictly before any work starts.
+
+`load_recipe(path)` reads the YAML, interpolates `${VAR}` / `${VAR:-default}` from the environment,
+and validates it against the schema below. Every problem is a `RecipeError` naming the file, the
+line and the key path, e.g. `recipes/x.yaml:12: cot.levels[0]: ...`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+TaskType = Literal["math", "multiple_choice", "yes_no"]
+Format = Literal["cot", "subq", "rar", "sym"]
+DropReason = Literal["truncated", "unparseable", "wrong", "repetitive", "duplicate"]
+DROP_REASONS: tuple[str, ...] = ("truncated", "unparseable", "wrong", "repetitive", "duplicate")
+CONFIG_NAME = re.compile(r"^(?:(cot|subq|rar|sym)-L([1-6])|answer-only|reference)$")
+REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class RecipeError(ValueError):
+    """A recipe that cannot be used, with where and why."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- source -----------------------------------------------------------------------------------
+
+
+class Columns(Strict):
+    """Which source columns hold each problem field."""
+
+    id: str | None = None
+    question: str = "question"
+    answer: str = "answer"
+    choices: str | None = None
+    rationale: str | None = None
+
+
+class SourceBase(Strict):
+    task: TaskType = "math"
+    columns: Columns = Columns()
+    limit: int | None = Field(None, ge=1, description="keep the first N problems of each split")
+
+
+class HubSource(SourceBase):
+    kind: Literal["hub"]
+    dataset: str
+    subset: str | None = None
+    revision: str | None = None
+    train: str = "train"
+    test: str | None = None
+
+
+class FilesSource(SourceBase):
+    kind: Literal["files"]
+    train: str
+    test: str | None = None
+
+
+class AlpacaSource(SourceBase):
+    kind: Literal["alpaca"]
+    train: str
+    test: str | None = None
+
+
+class GymSource(SourceBase):
+    kind: Literal["gym"]
+    dataset: str
+    options: dict[str, Any] = {}
+    train: int = Field(ge=1)
+    test: int | None = Field(None, ge=1)
+    seed: int = 0
+
+
+Source = Annotated[HubSource | FilesSource | AlpacaSource | GymSource, Field(discriminator="kind")]
+
+# --- teachers ---------------------------------------------------------------------------------
+
+
+class Sampling(Strict):
+    temperature: float = Field(0.0, ge=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    max_tokens: int = Field(512, ge=1)
+    seed: int | None = 0
+
+
+class OpenAITeacher(Sampling):
+    backend: Literal["openai"]
+    name: str | None = None
+    model: str
+    base_url: str = "https://api.openai.com/v1"
+    api_key_env: str | None = "OPENAI_API_KEY"
+    concurrency: int = Field(8, ge=1)
+    max_retries: int = Field(6, ge=0)
+    timeout: float = Field(120.0, gt=0)
+
+
+class TransformersTeacher(Sampling):
+    backend: Literal["transformers"]
+    name: str | None = None
+    model: str
+    batch_size: int = Field(8, ge=1)
+
+
+class ReplayTeacher(Strict):
+    backend: Literal["replay"]
+    name: str
+    files: dict[str, str] = Field(description="config name -> alpaca JSON file of rationales")
+
+    @field_validator("files")
+    @classmethod
+    def _config_names(cls, files: dict[str, str]) -> dict[str, str]:
+        for config in files:
+            if not CONFIG_NAME.match(config):
+                raise ValueError(f"{config!r} is not a config name ({{format}}-L{{1-6}})")
+        return files
+
+
+Teacher = Annotated[
+    OpenAITeacher | TransformersTeacher | ReplayTeacher, Field(discriminator="backend")
+]
+
+# --- cot, dataset and the later sections ------------------------------------------------------
+
+
+class Cot(Strict):
+    levels: list[Annotated[int, Field(ge=1, le=6)]] = [1, 3, 6]
+    formats: list[Format] = ["cot"]
+    answer_only: bool = True
+    reference: bool = False
+    samples: int = Field(1, ge=1)
+    drop: list[DropReason] = list(DROP_REASONS)
+
+
+class DatasetSpec(Strict):
+    repo_id: str
+    pretty_name: str | None = None
+    license: str = "other"
+    language: list[str] = ["en"]
+    tags: list[str] = []
+    source_datasets: list[str] = []
+    private: bool = False
+    test_size: float | int | None = Field(
+        None, gt=0, description="carve a test split out of train when the source has none"
+    )
+    seed: int = 0
+
+    @field_validator("repo_id")
+    @classmethod
+    def _repo_id(cls, repo_id: str) -> str:
+        if not REPO_ID.match(repo_id):
+            raise ValueError(f"{repo_id!r} is not a repo id of the form namespace/name")
+        return repo_id
+
+
+class Student(Strict):
+    model: str
+    name: str | None = None
+
+
+class TrainSpec(Strict):
+    configs: list[str] | None = None
+    lora: dict[str, Any] | None = {}
+    sft: dict[str, Any] = {}
+
+
+class EvalSpec(Strict):
+    split: str = "test"
+    max_new_tokens: int = Field(256, ge=1)
+    batch_size: int = Field(16, ge=1)
+    limit: int | None = Field(None, ge=1)
+
+
+class SpaceSpec(Strict):
+    repo_id: str | None = None
+    title: str | None = None
+
+
+class Recipe(Strict):
+    name: str
+    description: str = ""
+    source: Source
+    teacher: list[Teacher] = Field(min_length=1, description="one teacher, or a list to compare")
+    cot: Cot = Cot()
+    dataset: DatasetSpec
+    students: list[Student] = []
+    train: TrainSpec = TrainSpec()
+    eval: EvalSpec = EvalSpec()
+    space: SpaceSpec = SpaceSpec()
+    # Set by load_recipe, not by the YAML.
+    path: Path | None = Field(None, exclude=True)
+    hash: str = Field("", exclude=True)
+
+    @field_validator("teacher", mode="before")
+    @classmethod
+    def _one_or_many(cls, teacher: Any) -> Any:
+        return [teacher] if isinstance(teacher, dict) else teacher
+
+    @model_validator(mode="after")
+    def _teacher_names_unique(self) -> Recipe:
+        names = [teacher_name(t) for t in self.teacher]
+        if len(set(names)) != len(names):
+            raise ValueError(f"teacher names must be unique, got {names}")
+        return self
+
+    @property
+    def tag(self) -> str:
+        return f"recipe-{self.hash}"
+
+
+def teacher_name(teacher: OpenAITeacher | TransformersTeacher | ReplayTeacher) -> str:
+    """The teacher's short name: explicit, else the last path part of its model."""
+    if teacher.name:
+        return teacher.name
+    return re.sub(r"[^\w.-]+", "-", teacher.model.rstrip("/").rsplit("/", 1)[-1]).lower()
+
+
+# --- loading ----------------------------------------------------------------------------------
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """Read, interpolate and validate a recipe file."""
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(f"{path}: no such recipe file")
+    text = path.read_text()
+    try:
+        root = yaml.compose(text)
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise RecipeError(f"{where}: invalid YAML: {getattr(err, 'problem', err)}") from None
+    if not isinstance(raw, dict):
+        raise RecipeError(f"{path}: a recipe is a YAML mapping of sections")
+    lines = _key_lines(root)
+    data = _interpolate(raw, (), path, lines)
+    data.setdefault("name", path.stem)
+    try:
+        recipe = Recipe.model_validate(data)
+    except ValidationError as err:
+        raise RecipeError(_format_errors(err, data, path, lines)) from None
+    recipe.path = path
+    recipe.hash = recipe_hash(raw)
+    return recipe
+
+
+def recipe_hash(raw: dict) -> str:
+    """A canonical content hash of the recipe as written (before interpolation): formatting,
+    comments and key order do not change it, so it names the build on any machine."""
+    canonical = json.dumps(raw, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+def _interpolate(node: Any, keys: tuple, path: Path, lines: dict) -> Any:
+    if isinstance(node, dict):
+        return {k: _interpolate(v, (*keys, k), path, lines) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_interpolate(v, (*keys, i), path, lines) for i, v in enumerate(node)]
+    if not isinstance(node, str):
+        return node
+
+    def substitute(match: re.Match) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in os.environ:
+            return os.environ[name]
+        if default is not None:
+            return default
+        where = _where(path, lines, keys)
+        raise RecipeError(f"{where}: environment variable ${{{name}}} is not set and has no default")
+
+    return ENV_VAR.sub(substitute, node)
+
+
+def _key_lines(node: yaml.Node, keys: tuple = ()) -> dict[tuple, int]:
+    """Map every key path in a composed YAML tree to its 1-based line."""
+    lines = {keys: node.start_mark.line + 1}
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            lines.update(_key_lines(value, (*keys, key.value)))
+            lines[(*keys, key.value)] = key.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            lines.update(_key_lines(item, (*keys, i)))
+    return lines
+
+
+def _format_errors(err: ValidationError, data: dict, path: Path, lines: dict) -> str:
+    messages = []
+    for error in err.errors():
+        keys = _data_keys(error["loc"], data)
+        message = error["msg"]
+        if error["type"] == "extra_forbidden":
+            message = f"unknown key {keys[-1]!r}"
+        elif error["type"] == "missing":
+            message = "required key is missing"
+        elif message.startswith("Value error, "):
+            message = message.removeprefix("Value error, ")
+        messages.append(f"{_where(path, lines, keys)}: {_dotted(keys) or '(top level)'}: {message}")
+    return "\n".join(messages)
+
+
+def _data_keys(loc: tuple, data: Any) -> tuple:
+    """Turn a pydantic error location into the key path as written in the YAML: union tags and
+    the implicit list around a single teacher are dropped."""
+    keys, node = [], data
+    for part in loc:
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            node = node[part]
+        elif isinstance(node, dict) and isinstance(part, str) and part not in node.values():
+            node = None  # a missing or unknown key: name it, nothing below it to follow
+        else:
+            continue
+        keys.append(part)
+    return tuple(keys)
+
+
+def _where(path: Path, lines: dict, keys: tuple) -> str:
+    for n in range(len(keys), 0, -1):
+        if keys[:n] in lines:
+            return f"{path}:{lines[keys[:n]]}"
+    return str(path)
+
+
+def _dotted(keys: tuple) -> str:
+    out = ""
+    for key in keys:
+        out += f"[{key}]" if isinstance(key, int) else (f".{key}" if out else str(key))
+    return out
