@@ -278,7 +278,9 @@ def _interpolate(node: Any, keys: tuple, path: Path, lines: dict) -> Any:
         if default is not None:
             return default
         where = _where(path, lines, keys)
-        raise RecipeError(f"{where}: environment variable ${{{name}}} is not set and has no default")
+        raise RecipeError(
+            f"{where}: environment variable ${{{name}}} is not set and has no default"
+        )
 
     return ENV_VAR.sub(substitute, node)
 
@@ -316,9 +318,13 @@ def _data_keys(loc: tuple, data: Any) -> tuple:
     the implicit list around a single teacher are dropped."""
     keys, node = [], data
     for part in loc:
-        if isinstance(node, dict) and part in node:
-            node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+        if (
+            isinstance(node, dict)
+            and part in node
+            or isinstance(node, list)
+            and isinstance(part, int)
+            and part < len(node)
+        ):
             node = node[part]
         elif isinstance(node, dict) and isinstance(part, str) and part not in node.values():
             node = None  # a missing or unknown key: name it, nothing below it to follow

@@ -43,3 +43,22 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real data folder {SHARED_DATA} is absent (see ../shared/data/README.md)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random Llama chat model folder (see tests/tiny.py), built once per session."""
+    from tiny import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-model") / "tiny-llama")
+
+
+@pytest.fixture(scope="session")
+def openai_server(tiny_model_dir: Path):
+    """A real `transformers serve` on loopback serving the tiny model: a `tiny.ServeHandle` with
+    `base_url` (`http://127.0.0.1:PORT/v1`), `model` (the name requests must use) and `process`."""
+    from tiny import start_transformers_serve
+
+    handle = start_transformers_serve(tiny_model_dir)
+    yield handle
+    handle.stop()

@@ -1,0 +1,151 @@
+"""Stage 4, build: verified traces -> a dataset folder laid out like a Hub dataset repo.
+
+`{config}/train-00000-of-00001.parquet` for every config (TRL's conversational prompt-completion
+rows plus metadata), `problems/{train,test}-*.parquet` with the raw problems (the test split is
+what students are evaluated on), and a `README.md` card declaring every config.
+The folder is written next to its destination and renamed into place, so it is always complete.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections import Counter
+from pathlib import Path
+from statistics import mean
+
+from factory.cards import render_dataset_card
+from factory.generate import plan_configs
+from factory.prompts import student_messages
+from factory.recipe import DROP_REASONS, Recipe
+from factory.sources import Problem
+
+SHARD = "{split}-00000-of-00001.parquet"
+PROBLEMS_CONFIG = "problems"
+
+
+def build(
+    recipe: Recipe, problems: dict[str, list[Problem]], traces: list[dict], out: Path
+) -> dict:
+    """Write the dataset folder; returns per-config statistics."""
+    stats = config_stats(recipe, problems["train"], traces)
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    for config in stats:
+        rows = [
+            _row(t, recipe.source.task)
+            for t in traces
+            if t["config"] == config and t["drop_reason"] is None
+        ]
+        if rows:
+            _write_parquet(rows, tmp / config / SHARD.format(split="train"), COT_FEATURES)
+    for split, items in problems.items():
+        _write_parquet(
+            [p.to_dict() for p in items],
+            tmp / PROBLEMS_CONFIG / SHARD.format(split=split),
+            PROBLEM_FEATURES,
+        )
+    samples: dict[str, dict] = {}
+    for trace in traces:
+        if trace["drop_reason"] is None:
+            samples.setdefault(trace["config"], _row(trace, recipe.source.task))
+    prompted = next((t for t in traces if t["messages"]), None)
+    example_prompt = prompted and {"config": prompted["config"], "messages": prompted["messages"]}
+    split_sizes = {k: len(v) for k, v in problems.items()}
+    card = render_dataset_card(recipe, stats, split_sizes, samples, example_prompt)
+    card.save(tmp / "README.md")
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    return stats
+
+
+def config_stats(recipe: Recipe, train: list[Problem], traces: list[dict]) -> dict[str, dict]:
+    """Per config: what the teacher produced, what was kept, why the rest was dropped."""
+    stats = {}
+    for plan in plan_configs(recipe):
+        rows = [t for t in traces if t["config"] == plan.name]
+        kept = [t for t in rows if t["drop_reason"] is None]
+        dropped = Counter(t["drop_reason"] for t in rows if t["drop_reason"])
+        stats[plan.name] = {
+            "teacher": plan.teacher,
+            "format": plan.format,
+            "level": plan.level,
+            "problems_answered": len({t["problem_id"] for t in rows}),
+            "problems_missing": len(train) - len({t["problem_id"] for t in rows}),
+            "traces": len(rows),
+            "kept": len(kept),
+            "dropped": {r: dropped[r] for r in DROP_REASONS if dropped[r]},
+            "teacher_accuracy": round(mean(t["correct"] for t in rows), 4) if rows else None,
+            "mean_steps": round(mean(t["num_steps"] for t in kept), 2) if kept else None,
+            "mean_tokens": round(mean(t["num_tokens"] for t in kept), 1) if kept else None,
+        }
+    return stats
+
+
+def _row(trace: dict, task: str) -> dict:
+    return {
+        "prompt": student_messages(trace["question"], task=task, choices=trace["choices"]),
+        "completion": [{"role": "assistant", "content": trace["completion"]}],
+        "id": trace["problem_id"],
+        "sample": trace["sample"],
+        "question": trace["question"],
+        "choices": trace["choices"],
+        "answer": trace["answer"],
+        "predicted_answer": trace["predicted_answer"],
+        "correct": trace["correct"],
+        "teacher": trace["teacher"],
+        "teacher_params": json.dumps(trace["teacher_params"], sort_keys=True),
+        "format": trace["format"],
+        "level": trace["level"],
+        "num_steps": trace["num_steps"],
+        "num_tokens": trace["num_tokens"],
+        "finish_reason": trace["finish_reason"],
+        "raw_output": trace["raw_output"],
+    }
+
+
+def _features(columns: dict):
+    from datasets import Features, List, Value
+
+    def feature(kind):
+        if kind == "messages":
+            return List({"role": Value("string"), "content": Value("string")})
+        return List(Value("string")) if kind == "strings" else Value(kind)
+
+    return Features({name: feature(kind) for name, kind in columns.items()})
+
+
+COT_FEATURES = {
+    "prompt": "messages",
+    "completion": "messages",
+    "id": "string",
+    "sample": "int32",
+    "question": "string",
+    "choices": "strings",
+    "answer": "string",
+    "predicted_answer": "string",
+    "correct": "bool",
+    "teacher": "string",
+    "teacher_params": "string",
+    "format": "string",
+    "level": "int32",
+    "num_steps": "int32",
+    "num_tokens": "int32",
+    "finish_reason": "string",
+    "raw_output": "string",
+}
+PROBLEM_FEATURES = {
+    "id": "string",
+    "question": "string",
+    "answer": "string",
+    "choices": "strings",
+    "reference_rationale": "string",
+}
+
+
+def _write_parquet(rows: list[dict], path: Path, columns: dict) -> None:
+    from datasets import Dataset, disable_progress_bars
+
+    disable_progress_bars()  # one bar per long loop; a shard write is not one
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Dataset.from_list(rows, features=_features(columns)).to_parquet(str(path))

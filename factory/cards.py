@@ -1,0 +1,146 @@
+"""Cards: dataset (and later model) cards rendered from the Jinja templates in `cards/`
+through huggingface_hub's card classes, so their YAML is what the Hub expects."""
+
+from __future__ import annotations
+
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+from factory import __version__
+from factory.prompts import describe
+from factory.recipe import GymSource, HubSource, Recipe, ReplayTeacher, teacher_name
+
+TEMPLATES = files("factory") / "card_templates"
+SIZE_CATEGORIES = [
+    (1_000, "n<1K"),
+    (10_000, "1K<n<10K"),
+    (100_000, "10K<n<100K"),
+    (1_000_000, "100K<n<1M"),
+    (10_000_000, "1M<n<10M"),
+]
+
+
+def dataset_configs(stats: dict[str, dict], splits: list[str]) -> list[dict[str, Any]]:
+    """The card's `configs:` entries: every non-empty config, the first one the default."""
+    configs = [
+        {"config_name": name, "data_files": [{"split": "train", "path": f"{name}/train-*"}]}
+        for name, s in stats.items()
+        if s["kept"]
+    ]
+    if configs:
+        configs[0]["default"] = True
+    configs.append(
+        {
+            "config_name": "problems",
+            "data_files": [{"split": split, "path": f"problems/{split}-*"} for split in splits],
+        }
+    )
+    return configs
+
+
+def size_category(rows: int) -> str:
+    return next((label for limit, label in SIZE_CATEGORIES if rows < limit), "n>1T")
+
+
+def render_dataset_card(
+    recipe: Recipe,
+    stats: dict,
+    split_sizes: dict[str, int],
+    samples: dict,
+    example_prompt: dict | None = None,
+):
+    from huggingface_hub import DatasetCard, DatasetCardData
+
+    spec = recipe.dataset
+    configs = dataset_configs(stats, list(split_sizes))
+    source_datasets = spec.source_datasets or (
+        [recipe.source.dataset] if isinstance(recipe.source, HubSource) else []
+    )
+    card_data = DatasetCardData(
+        license=spec.license,
+        language=spec.language,
+        task_categories=["text-generation", "question-answering"],
+        size_categories=[size_category(sum(s["kept"] for s in stats.values()))],
+        source_datasets=source_datasets or None,
+        annotations_creators=["machine-generated"],
+        pretty_name=spec.pretty_name or recipe.name,
+        tags=["chain-of-thought", "distillation", "synthetic", "cot-factory", *spec.tags],
+        configs=configs,
+    )
+    return DatasetCard.from_template(
+        card_data,
+        template_path=str(TEMPLATES / "dataset_card.md.jinja"),
+        example_prompt=example_prompt,
+        **_dataset_card_vars(recipe, stats, split_sizes, samples, configs),
+    )
+
+
+def _dataset_card_vars(recipe: Recipe, stats, split_sizes, samples, configs) -> dict[str, Any]:
+    missing = {n: s["problems_missing"] for n, s in stats.items() if s["problems_missing"]}
+    return {
+        "pretty_name": recipe.dataset.pretty_name or recipe.name,
+        "description": recipe.description.strip(),
+        "recipe_name": recipe.name,
+        "recipe_hash": recipe.hash,
+        "tag": recipe.tag,
+        "repo_id": recipe.dataset.repo_id,
+        "stats": {name: _stat_view(s) for name, s in stats.items()},
+        "samples_per_problem": recipe.cot.samples,
+        "train_problems": split_sizes.get("train", 0),
+        "test_problems": split_sizes.get("test", 0),
+        "drop_reasons": recipe.cot.drop,
+        "missing_note": _missing_note(missing),
+        "default_config": configs[0]["config_name"],
+        "task": recipe.source.task,
+        "source_text": _source_text(recipe.source),
+        "teachers": [{"name": teacher_name(t), "text": _teacher_text(t)} for t in recipe.teacher],
+        "prompt_lines": sorted(
+            {
+                f"`{s['format']}-L{s['level']}`: {describe(s['format'], s['level'])}"
+                for s in stats.values()
+                if s["format"]
+            }
+        ),
+        "samples": samples,
+        "recipe_file": recipe.path.name if recipe.path else f"{recipe.name}.yaml",
+        "recipe_text": recipe.path.read_text().strip() if recipe.path else "",
+        "version": __version__,
+    }
+
+
+def _stat_view(s: dict) -> dict:
+    dropped = ", ".join(f"{reason} {n}" for reason, n in s["dropped"].items()) or "0"
+    accuracy = "–" if s["teacher_accuracy"] is None else f"{100 * s['teacher_accuracy']:.1f}%"
+    return {**s, "dropped_text": dropped, "accuracy_text": accuracy}
+
+
+def _missing_note(missing: dict[str, int]) -> str:
+    if not missing:
+        return ""
+    parts = ", ".join(f"`{name}` {n}" for name, n in missing.items())
+    return (
+        f"Problems with no rationale from the teacher or source (not counted as dropped): {parts}."
+    )
+
+
+def _source_text(source) -> str:
+    if isinstance(source, HubSource):
+        return f"Hub dataset `{source.dataset}`" + (
+            f" (`{source.subset}`)" if source.subset else ""
+        )
+    if isinstance(source, GymSource):
+        return f"reasoning-gym `{source.dataset}` (seed {source.seed})"
+    kind = "alpaca JSON" if source.kind == "alpaca" else "local file"
+    return f"{kind} `{Path(source.train).name}`" + (
+        f" (test: `{Path(source.test).name}`)" if source.test else ""
+    )
+
+
+def _teacher_text(spec) -> str:
+    if isinstance(spec, ReplayTeacher):
+        return f"replayed from existing rationales ({len(spec.files)} files)"
+    params = ", ".join(
+        f"{k}={getattr(spec, k)}" for k in ("temperature", "top_p", "max_tokens", "seed")
+    )
+    return f"`{spec.model}` through the `{spec.backend}` backend ({params})"

@@ -1,0 +1,226 @@
+"""Stage 2, generate: ask each teacher for every problem x config x sample, through the cache.
+
+Configs come from the recipe: `{format}-L{level}` for each level x format of a generating teacher
+(or each file of a replay teacher), prefixed by the teacher's name when there are several, plus
+`answer-only` (the gold answer alone) and `reference` (the source's own rationale).
+Every response is cached the moment it arrives; the traces are assembled from the cache, so an
+interrupted run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from factory.answers import final_answer_line
+from factory.cache import GenerationCache, request_key
+from factory.prompts import teacher_messages
+from factory.recipe import CONFIG_NAME, Recipe, ReplayTeacher, teacher_name
+from factory.sources import Problem
+from factory.teachers import Request, TeacherError, make_teacher
+
+log = logging.getLogger(__name__)
+
+
+class GenerateError(RuntimeError):
+    """Requests that failed after every retry; what did arrive is cached."""
+
+
+@dataclass(frozen=True)
+class ConfigPlan:
+    name: str
+    teacher: str
+    format: str | None = None
+    level: int | None = None
+
+    @property
+    def shape(self) -> str:
+        return f"{self.format}-L{self.level}"
+
+
+def plan_configs(recipe: Recipe) -> list[ConfigPlan]:
+    """Every dataset config the recipe asks for, in card order."""
+    several = len(recipe.teacher) > 1
+    plans = []
+    for spec in recipe.teacher:
+        name = teacher_name(spec)
+        if isinstance(spec, ReplayTeacher):
+            shapes = [_parse_config(config) for config in spec.files]
+        else:
+            shapes = [(f, lvl) for f in recipe.cot.formats for lvl in recipe.cot.levels]
+        for fmt, level in shapes:
+            config = f"{name}-{fmt}-L{level}" if several else f"{fmt}-L{level}"
+            plans.append(ConfigPlan(config, name, fmt, level))
+    if recipe.cot.answer_only:
+        plans.append(ConfigPlan("answer-only", "gold"))
+    if recipe.cot.reference:
+        plans.append(ConfigPlan("reference", "reference"))
+    return plans
+
+
+def _parse_config(config: str) -> tuple[str, int]:
+    match = CONFIG_NAME.match(config)
+    return match.group(1), int(match.group(2))
+
+
+def generate(
+    recipe: Recipe, problems: list[Problem], cache: GenerationCache, home: Path
+) -> list[dict]:
+    """Traces for every config, problem and sample: teacher output plus where it came from."""
+    plans = plan_configs(recipe)
+    traces = []
+    for spec in recipe.teacher:
+        name = teacher_name(spec)
+        teacher = make_teacher(spec, home)
+        requests = _requests(recipe, problems, [p for p in plans if p.teacher == name], teacher)
+        responses = _ask(teacher, name, requests, cache)
+        fingerprint = teacher.fingerprint()
+        by_config = {p.name: p for p in plans}
+        for request in requests:
+            if request.key in responses:
+                plan = by_config[request.config]
+                traces.append(_trace(plan, request, responses[request.key], fingerprint))
+    by_id = {p.id: p for p in problems}
+    traces = [{**t, **_gold(by_id[t["problem_id"]])} for t in traces]
+    for plan in plans:
+        if plan.teacher in ("gold", "reference"):
+            traces.extend(_source_traces(plan, problems))
+    return traces
+
+
+def _requests(recipe: Recipe, problems: list[Problem], plans: list[ConfigPlan], teacher) -> list:
+    fingerprint = teacher.fingerprint()
+    if fingerprint["backend"] == "replay":  # one rationale per problem, prompt unknown, no cache
+        return [
+            Request(
+                f"{plan.name}/{problem.id}",
+                plan.name,
+                plan.shape,
+                problem.id,
+                problem.question,
+                0,
+                [],
+            )
+            for plan in plans
+            for problem in problems
+        ]
+    requests = []
+    for plan in plans:
+        for problem in problems:
+            messages = teacher_messages(
+                problem.question,
+                task=recipe.source.task,
+                format=plan.format,
+                level=plan.level,
+                choices=problem.choices,
+            )
+            for sample in range(recipe.cot.samples):
+                key = request_key(fingerprint, messages, sample)
+                requests.append(
+                    Request(
+                        key, plan.name, plan.shape, problem.id, problem.question, sample, messages
+                    )
+                )
+    return requests
+
+
+def _ask(teacher, name: str, requests: list[Request], cache: GenerationCache) -> dict[str, dict]:
+    """Cached responses, after asking the teacher for the missing ones."""
+    if teacher.fingerprint()["backend"] == "replay":
+        replayed: dict[str, dict] = {}
+        teacher.complete(
+            requests, lambda request, response: replayed.update({request.key: response})
+        )
+        return replayed
+    responses = cache.get_many([r.key for r in requests])
+    missing = [r for r in requests if r.key not in responses]
+    log.info(
+        "teacher %s: %d requests, %d cached, %d to ask",
+        name,
+        len(requests),
+        len(requests) - len(missing),
+        len(missing),
+    )
+    if not missing:
+        return responses
+    with tqdm(total=len(missing), desc=f"teacher {name}", unit="req") as bar:
+
+        def on_result(request: Request, response: dict) -> None:
+            cache.put(
+                request.key,
+                name,
+                {"messages": request.messages, "sample": request.sample},
+                response,
+            )
+            responses[request.key] = response
+            bar.update()
+
+        failures = teacher.complete(missing, on_result)
+    if failures:
+        request, error = failures[0]
+        raise GenerateError(
+            f"teacher {name}: {len(failures)} of {len(missing)} requests failed after retries "
+            f"(first: config {request.config}, problem {request.problem_id}: {error}). "
+            f"The {len(missing) - len(failures)} that succeeded are cached; re-run to resume."
+        )
+    return responses
+
+
+def _trace(plan: ConfigPlan, request: Request, response: dict, fingerprint: dict) -> dict:
+    return {
+        "config": plan.name,
+        "teacher": plan.teacher,
+        "teacher_params": fingerprint,
+        "format": plan.format,
+        "level": plan.level,
+        "problem_id": request.problem_id,
+        "sample": request.sample,
+        "messages": request.messages,
+        "raw_output": response["text"],
+        "finish_reason": response["finish_reason"],
+    }
+
+
+def _gold(problem: Problem) -> dict:
+    return {"question": problem.question, "answer": problem.answer, "choices": problem.choices}
+
+
+def _source_traces(plan: ConfigPlan, problems: list[Problem]) -> list[dict]:
+    """`answer-only` and `reference` come from the source itself, no teacher involved."""
+    traces = []
+    for problem in problems:
+        answer_line = final_answer_line(problem.answer)
+        if plan.teacher == "gold":
+            text = answer_line
+        elif problem.reference_rationale:
+            text = _with_answer_line(problem.reference_rationale, answer_line)
+        else:
+            continue
+        traces.append(
+            {
+                "config": plan.name,
+                "teacher": plan.teacher,
+                "teacher_params": {"backend": "source"},
+                "format": None,
+                "level": None,
+                "problem_id": problem.id,
+                "sample": 0,
+                "messages": [],
+                "raw_output": text,
+                "finish_reason": "stop",
+                **_gold(problem),
+            }
+        )
+    return traces
+
+
+def _with_answer_line(rationale: str, answer_line: str) -> str:
+    if "the answer is" in rationale.lower()[-80:]:
+        return rationale
+    return f"{rationale.rstrip()}\n{answer_line}"
+
+
+__all__ = ["ConfigPlan", "GenerateError", "TeacherError", "generate", "plan_configs"]

@@ -1,0 +1,79 @@
+"""Batched local generation with transformers: left padding, greedy or sampled, one call per batch.
+
+Shared by the `transformers` teacher and by evaluation, so both decode the same way.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def load_for_generation(name_or_path: str, home: Path):
+    """A model in eval mode and its tokenizer set up for left-padded batches."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from factory.models import resolve_model
+
+    path = resolve_model(name_or_path, home)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    return model.eval(), tokenizer
+
+
+def generate_batch(
+    model,
+    tokenizer,
+    conversations: list[list[dict]],
+    *,
+    max_new_tokens: int,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    seed: int | None = None,
+) -> list[dict[str, Any]]:
+    """One `generate` call for a batch of chats; a response per chat, in order."""
+    import torch
+
+    prompts = [
+        tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        for messages in conversations
+    ]
+    inputs = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+    sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p}
+    if seed is not None:
+        torch.manual_seed(seed)
+    with torch.inference_mode():
+        output = model.generate(
+            **inputs,
+            max_new_tokens=max_new_tokens,
+            pad_token_id=tokenizer.pad_token_id,
+            **(sampling if temperature > 0 else {"do_sample": False}),
+        )
+    new_tokens = output[:, inputs["input_ids"].shape[1] :]
+    stop_ids = _stop_ids(model, tokenizer)
+    return [
+        _response(tokenizer, row.tolist(), stop_ids, inputs, i) for i, row in enumerate(new_tokens)
+    ]
+
+
+def _stop_ids(model, tokenizer) -> set[int]:
+    eos = model.generation_config.eos_token_id
+    ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+    return ids | ({tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set())
+
+
+def _response(tokenizer, tokens: list[int], stop_ids: set[int], inputs, index: int) -> dict:
+    end = next((i for i, t in enumerate(tokens) if t in stop_ids), None)
+    generated = tokens if end is None else tokens[:end]
+    return {
+        "text": tokenizer.decode(generated, skip_special_tokens=True).strip(),
+        "finish_reason": "length" if end is None else "stop",
+        "usage": {
+            "prompt_tokens": int(inputs["attention_mask"][index].sum()),
+            "completion_tokens": len(generated),
+        },
+    }

@@ -1,0 +1,187 @@
+"""Problems from anywhere: a Hub dataset, local files, the paper's alpaca JSON, or reasoning-gym.
+
+Every source becomes a list of `Problem`s per split (`train`, and `test` when there is one), with
+gold answers normalised for the recipe's task type. A bad row is an error naming file and row.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from factory.answers import normalize_gold, split_reference
+from factory.recipe import AlpacaSource, DatasetSpec, GymSource, HubSource, Source
+
+
+class SourceError(ValueError):
+    """A source that cannot be read, with where and why."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    id: str
+    question: str
+    answer: str
+    choices: list[str] | None = None
+    reference_rationale: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def load_problems(source: Source, dataset: DatasetSpec) -> dict[str, list[Problem]]:
+    """All problems of the recipe, by split; the test split is carved out of train when asked."""
+    splits = {"train": source.train, "test": source.test}
+    problems = {
+        split: _problems(_rows(source, split, where), source, split)
+        for split, where in splits.items()
+        if where is not None
+    }
+    if (
+        "test" in problems
+    ):  # generated splits may overlap; a test problem seen in training is no test
+        train_questions = {p.question for p in problems["train"]}
+        problems["test"] = [p for p in problems["test"] if p.question not in train_questions]
+    elif dataset.test_size:
+        problems["train"], problems["test"] = _carve(problems["train"], dataset)
+    return problems
+
+
+def _rows(source: Source, split: str, where: str | int) -> list[tuple[str, dict]]:
+    """(location, raw row) pairs; the location names file and row for error messages."""
+    if isinstance(source, HubSource):
+        return _hub_rows(source, str(where))
+    if isinstance(source, GymSource):
+        return _gym_rows(source, split, int(where))
+    rows = read_table(Path(str(where)))
+    if isinstance(source, AlpacaSource):
+        rows = [_from_alpaca(row, f"{where} row {i}") for i, row in enumerate(rows, 1)]
+    return [(f"{where} row {i}", row) for i, row in enumerate(rows, 1)]
+
+
+def read_table(path: Path) -> list[dict]:
+    """Rows of a local .jsonl, .json (a list of objects), .csv or .parquet file."""
+    if not path.is_file():
+        raise SourceError(f"{path}: no such file")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".jsonl":
+            with path.open() as f:
+                return [json.loads(line) for line in f if line.strip()]
+        if suffix == ".json":
+            data = json.loads(path.read_text())
+            if not isinstance(data, list):
+                raise SourceError(f"{path}: expected a JSON list of objects")
+            return data
+        if suffix == ".csv":
+            with path.open(newline="") as f:
+                return list(csv.DictReader(f))
+        if suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            return pq.read_table(path).to_pylist()
+    except json.JSONDecodeError as err:
+        raise SourceError(f"{path}: invalid JSON at line {err.lineno}: {err.msg}") from None
+    raise SourceError(f"{path}: unsupported file type {suffix!r} (use jsonl, json, csv, parquet)")
+
+
+def _hub_rows(source: HubSource, split: str) -> list[tuple[str, dict]]:
+    from datasets import load_dataset
+
+    ds = load_dataset(source.dataset, source.subset, split=split, revision=source.revision)
+    return [(f"{source.dataset}[{split}] row {i}", row) for i, row in enumerate(ds, 1)]
+
+
+def _gym_rows(source: GymSource, split: str, size: int) -> list[tuple[str, dict]]:
+    import reasoning_gym
+
+    seed = source.seed if split == "train" else source.seed + 1_000_003
+    try:
+        data = reasoning_gym.create_dataset(source.dataset, size=size, seed=seed, **source.options)
+    except Exception as err:
+        raise SourceError(f"reasoning-gym dataset {source.dataset!r}: {err}") from None
+    return [
+        (f"reasoning-gym {source.dataset}[{split}] item {i}", {"id": f"{split}-{i:05d}", **entry})
+        for i, entry in enumerate(data, 1)
+    ]
+
+
+def _from_alpaca(row: dict, where: str) -> dict:
+    """The paper's LLaMA-Factory layout: `instruction` (+ `input`) and `output` ending in the
+    answer line; an output that is only the answer has no rationale."""
+    if "instruction" not in row or "output" not in row:
+        raise SourceError(f"{where}: an alpaca row needs `instruction` and `output`")
+    question = "\n".join(p for p in (row["instruction"], row.get("input")) if p)
+    rationale, answer = _split_answer_line(row["output"])
+    return {"question": question, "answer": answer, "rationale": rationale}
+
+
+def _split_answer_line(output: str) -> tuple[str | None, str]:
+    head, sep, tail = output.strip().rpartition("The answer is")
+    if not sep:
+        return None, output.strip()
+    return head.strip() or None, tail.strip().rstrip(".").strip()
+
+
+def _problems(rows: list[tuple[str, dict]], source: Source, split: str) -> list[Problem]:
+    problems, seen = [], set()
+    for index, (where, row) in enumerate(rows):
+        if source.limit and len(problems) >= source.limit:
+            break
+        problem = _problem(row, index, split, source, where)
+        if problem.id in seen:
+            raise SourceError(f"{where}: duplicate problem id {problem.id!r}")
+        seen.add(problem.id)
+        problems.append(problem)
+    return problems
+
+
+def _problem(row: dict, index: int, split: str, source: Source, where: str) -> Problem:
+    columns = source.columns
+    if isinstance(source, AlpacaSource | GymSource):
+        columns = columns.model_copy(update={"rationale": columns.rationale or "rationale"})
+    question, answer = _field(row, columns.question, where), _field(row, columns.answer, where)
+    choices = _field(row, columns.choices, where) if columns.choices else None
+    if isinstance(choices, str):
+        choices = json.loads(choices) if choices.startswith("[") else choices.split("\n")
+    rationale = row.get(columns.rationale) if columns.rationale else None
+    answer = str(answer)
+    if source.task == "math" and "####" in answer:
+        gsm_rationale, answer = split_reference(answer)
+        rationale = rationale or gsm_rationale
+    try:
+        gold = normalize_gold(answer, source.task, choices)
+    except ValueError as err:
+        raise SourceError(f"{where}: column {columns.answer!r}: {err}") from None
+    problem_id = (
+        str(row[columns.id]) if columns.id else str(row.get("id") or f"{split}-{index:05d}")
+    )
+    return Problem(problem_id, str(question).strip(), gold, choices, _text(rationale))
+
+
+def _field(row: dict, column: str, where: str) -> Any:
+    if column not in row or row[column] is None:
+        raise SourceError(f"{where}: no column {column!r} (columns: {', '.join(map(str, row))})")
+    return row[column]
+
+
+def _text(value: Any) -> str | None:
+    return str(value).strip() or None if value is not None else None
+
+
+def _carve(train: list[Problem], dataset: DatasetSpec) -> tuple[list[Problem], list[Problem]]:
+    size = dataset.test_size
+    n_test = int(round(len(train) * size)) if isinstance(size, float) and size < 1 else int(size)
+    if not 0 < n_test < len(train):
+        raise SourceError(f"dataset.test_size={size} leaves no train or no test problems")
+    order = list(range(len(train)))
+    random.Random(dataset.seed).shuffle(order)
+    test_ids = set(order[:n_test])
+    return (
+        [p for i, p in enumerate(train) if i not in test_ids],
+        [p for i, p in enumerate(train) if i in test_ids],
+    )

@@ -1,0 +1,207 @@
+"""Teachers answer requests for chains of thought.
+
+Three backends share one shape: `fingerprint()` (what determines an answer, for the cache) and
+`complete(requests, on_result)`, which calls `on_result(request, response)` as each answer arrives
+so the caller can persist it at once. A response is `{"text", "finish_reason", "usage"}`.
+
+- `openai`: any OpenAI-compatible chat endpoint, asynchronous with bounded concurrency. Retries
+  (exponential backoff with jitter, `Retry-After` honoured, on 408/409/429/5xx, timeouts and
+  dropped connections) are the official `openai` client's own.
+- `transformers`: a local model in-process, batched generation with left padding.
+- `replay`: rationales that already exist, from the paper's alpaca JSON files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from factory.recipe import OpenAITeacher, ReplayTeacher, TransformersTeacher
+from factory.sources import read_table
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Request:
+    key: str
+    config: str  # the dataset config, e.g. `gpt-4o-cot-L3`
+    shape: str  # its format and level, e.g. `cot-L3`
+    problem_id: str
+    question: str
+    sample: int
+    messages: list[dict] = field(hash=False)
+
+
+OnResult = Callable[[Request, dict], None]
+
+
+class TeacherError(RuntimeError):
+    """A teacher that cannot answer at all (bad key, unknown model, unreachable endpoint)."""
+
+
+def sampling_params(spec: OpenAITeacher | TransformersTeacher) -> dict[str, Any]:
+    return {k: getattr(spec, k) for k in ("temperature", "top_p", "max_tokens", "seed")}
+
+
+def sample_seed(seed: int | None, sample: int) -> int | None:
+    """Each sample of one problem gets its own seed, so samples differ yet reproduce."""
+    return None if seed is None else seed + sample
+
+
+class OpenAIChatTeacher:
+    def __init__(self, spec: OpenAITeacher):
+        self.spec = spec
+
+    def fingerprint(self) -> dict[str, Any]:
+        return {"backend": "openai", "model": self.spec.model, **sampling_params(self.spec)}
+
+    def complete(self, requests: list[Request], on_result: OnResult) -> list[tuple[Request, str]]:
+        """Answer every request; returns the (request, error) pairs that failed after retries."""
+        return asyncio.run(self._complete_all(requests, on_result))
+
+    def _client(self):
+        from openai import AsyncOpenAI
+
+        key_env = self.spec.api_key_env
+        api_key = os.environ.get(key_env) if key_env else None
+        if key_env and not api_key:
+            raise TeacherError(
+                f"teacher {self.spec.model}: environment variable {key_env} is not set"
+            )
+        return AsyncOpenAI(
+            base_url=self.spec.base_url,
+            api_key=api_key or "not-needed",
+            max_retries=self.spec.max_retries,
+            timeout=self.spec.timeout,
+        )
+
+    async def _complete_all(self, requests: list[Request], on_result: OnResult):
+        import openai
+
+        client, gate, failures = self._client(), asyncio.Semaphore(self.spec.concurrency), []
+
+        async def one(request: Request) -> None:
+            async with gate:
+                try:
+                    on_result(request, await self._ask(client, request))
+                except (openai.AuthenticationError, openai.PermissionDeniedError) as err:
+                    raise TeacherError(f"{self.spec.base_url} refused the API key: {err}") from None
+                except openai.NotFoundError as err:
+                    raise TeacherError(
+                        f"{self.spec.base_url}: model {self.spec.model!r}: {err}"
+                    ) from None
+                except (openai.APIError, ValueError) as err:
+                    failures.append((request, f"{type(err).__name__}: {err}"))
+
+        async with client:
+            tasks = [asyncio.create_task(one(r)) for r in requests]
+            try:
+                await asyncio.gather(*tasks)
+            finally:
+                for task in tasks:
+                    task.cancel()
+        return failures
+
+    async def _ask(self, client, request: Request) -> dict:
+        spec = self.spec
+        response = await client.chat.completions.create(
+            model=spec.model,
+            messages=request.messages,
+            temperature=spec.temperature,
+            top_p=spec.top_p,
+            max_tokens=spec.max_tokens,
+            seed=sample_seed(spec.seed, request.sample),
+        )
+        if not response.choices:
+            raise ValueError("the endpoint answered with no choices")
+        choice, usage = response.choices[0], response.usage
+        return {
+            "text": choice.message.content or "",
+            "finish_reason": choice.finish_reason or "stop",
+            "usage": usage.model_dump(include={"prompt_tokens", "completion_tokens"})
+            if usage
+            else {},
+        }
+
+
+class TransformersTeacherModel:
+    def __init__(self, spec: TransformersTeacher, home: Path):
+        self.spec, self.home = spec, home
+
+    def fingerprint(self) -> dict[str, Any]:
+        return {"backend": "transformers", "model": self.spec.model, **sampling_params(self.spec)}
+
+    def complete(self, requests: list[Request], on_result: OnResult) -> list[tuple[Request, str]]:
+        from factory.inference import generate_batch, load_for_generation
+
+        model, tokenizer = load_for_generation(self.spec.model, self.home)
+        spec = self.spec
+        # Similar lengths batch together: less padding, same results.
+        ordered = sorted(requests, key=lambda r: len(str(r.messages)))
+        for start in range(0, len(ordered), spec.batch_size):
+            batch = ordered[start : start + spec.batch_size]
+            outputs = generate_batch(
+                model,
+                tokenizer,
+                [r.messages for r in batch],
+                max_new_tokens=spec.max_tokens,
+                temperature=spec.temperature,
+                top_p=spec.top_p,
+                seed=sample_seed(spec.seed, batch[0].sample),
+            )
+            for request, response in zip(batch, outputs, strict=True):
+                on_result(request, response)
+        return []
+
+
+class ReplayTeacherFiles:
+    """Rationales from files: one alpaca JSON per config, matched to problems by question."""
+
+    def __init__(self, spec: ReplayTeacher):
+        self.spec = spec
+        self._answers = {config: _index_alpaca(Path(path)) for config, path in spec.files.items()}
+
+    def fingerprint(self) -> dict[str, Any]:
+        digests = {c: _file_digest(Path(p)) for c, p in sorted(self.spec.files.items())}
+        return {"backend": "replay", "files": digests}
+
+    def complete(self, requests: list[Request], on_result: OnResult) -> list[tuple[Request, str]]:
+        for request in requests:
+            output = self._answers[request.shape].get(normalize_question(request.question))
+            if output is not None:
+                on_result(request, {"text": output, "finish_reason": "stop", "usage": {}})
+        return []
+
+
+def normalize_question(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _index_alpaca(path: Path) -> dict[str, str]:
+    index = {}
+    for i, row in enumerate(read_table(path), 1):
+        if "instruction" not in row or "output" not in row:
+            raise TeacherError(f"{path} row {i}: an alpaca row needs `instruction` and `output`")
+        question = "\n".join(p for p in (row["instruction"], row.get("input")) if p)
+        index[normalize_question(question)] = row["output"]
+    return index
+
+
+def _file_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def make_teacher(spec, home: Path):
+    """The teacher object for a recipe's teacher section."""
+    if isinstance(spec, OpenAITeacher):
+        return OpenAIChatTeacher(spec)
+    if isinstance(spec, TransformersTeacher):
+        return TransformersTeacherModel(spec, home)
+    return ReplayTeacherFiles(spec)

@@ -1,0 +1,91 @@
+"""Stage 3, verify: check each trace's answer against the gold one and measure its granularity.
+
+Every trace gets `completion` (the cleaned rationale), `predicted_answer`, `correct`, `num_steps`,
+`num_tokens` and `drop_reason`: the first of truncated, unparseable, wrong, repetitive, duplicate
+that applies and that the recipe drops (`cot.drop`), else None.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+from factory.answers import extract_answer, is_correct
+from factory.recipe import DROP_REASONS
+
+LEFTOVER_TAGS = re.compile(r"</?(?:[A-Z][A-Za-z ]{2,60}|explanation|answer|math)>")
+LINE_BREAK_TAG = re.compile(r"<br\s*/?>", re.IGNORECASE)
+ANSWER_LINE = re.compile(r"(?:the final answer is|the answer is)[^\n]*$", re.IGNORECASE | re.DOTALL)
+STEP_BREAK = re.compile(
+    r"\n+|\s{2,}"  # lines, and line breaks flattened to runs of spaces
+    r"|(?<=[.!?;])\s+(?=\S)"  # sentence ends
+    r"|(?<=[.!?])(?=[A-Z])|(?<=\d)(?=[A-Z][a-z])"  # line breaks lost: "26.Step 2", "26Number"
+    r"|(?<=[.!?])(?=\d{1,2}\.\s*[A-Z])"  # numbered items run together: "290.2. Note"
+    r"|\s(?=Step \d+\b)"
+)
+TOKEN = re.compile(r"\w+|[^\w\s]")
+
+
+def clean_completion(text: str) -> str:
+    """The teacher's rationale without leftover template tags and surrounding whitespace."""
+    text = LINE_BREAK_TAG.sub("\n", text)
+    return LEFTOVER_TAGS.sub("", text).strip()
+
+
+def count_steps(text: str) -> int:
+    """Reasoning steps: sentences, lines and list items before the final answer line."""
+    body = ANSWER_LINE.sub("", text).strip()
+    return sum(1 for part in STEP_BREAK.split(body) if re.search(r"\w", part))
+
+
+def count_tokens(text: str) -> int:
+    """Word and punctuation tokens: a tokenizer-free length, comparable across teachers."""
+    return len(TOKEN.findall(text))
+
+
+def is_repetitive(text: str) -> bool:
+    """A degenerate loop: a 16-word span recurs 3+ times, or most 8-word spans are repeats.
+    (Shorter spans recur in sound rationales: "the number of campers who went rowing in".)"""
+    words = text.lower().split()
+    long_spans = _ngrams(words, 16)
+    if long_spans and max(long_spans.values()) >= 3:
+        return True
+    spans = _ngrams(words, 8)
+    total = sum(spans.values())
+    return total >= 24 and len(spans) / total < 0.5
+
+
+def _ngrams(words: list[str], n: int) -> Counter:
+    return Counter(tuple(words[i : i + n]) for i in range(len(words) - n + 1))
+
+
+def verify(traces: list[dict], task: str, drop: list[str]) -> list[dict]:
+    """The traces with their verification fields, in the same order."""
+    kept_texts: set[tuple[str, str, str]] = set()
+    verified = []
+    for trace in traces:
+        completion = clean_completion(trace["raw_output"])
+        predicted = extract_answer(completion, task, trace.get("choices"))
+        checks = {
+            "truncated": trace["finish_reason"] == "length",
+            "unparseable": predicted is None,
+            "wrong": not is_correct(predicted, trace["answer"], task),
+            "repetitive": is_repetitive(completion),
+        }
+        seen_key = (trace["config"], trace["problem_id"], " ".join(completion.lower().split()))
+        checks["duplicate"] = seen_key in kept_texts
+        reason = next((r for r in DROP_REASONS if r in drop and checks[r]), None)
+        if reason is None:
+            kept_texts.add(seen_key)
+        verified.append(
+            {
+                **trace,
+                "completion": completion,
+                "predicted_answer": predicted,
+                "correct": not checks["wrong"],
+                "num_steps": count_steps(completion),
+                "num_tokens": count_tokens(completion),
+                "drop_reason": reason,
+            }
+        )
+    return verified
