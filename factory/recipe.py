@@ -23,6 +23,7 @@ DropReason = Literal["truncated", "unparseable", "wrong", "repetitive", "duplica
 DROP_REASONS: tuple[str, ...] = ("truncated", "unparseable", "wrong", "repetitive", "duplicate")
 CONFIG_NAME = re.compile(r"^(?:(cot|subq|rar|sym)-L([1-6])|answer-only|reference)$")
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+DISCRIMINATED = {"kind": "hub, files, alpaca, gym", "backend": "openai, transformers, replay"}
 ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -303,7 +304,11 @@ def _format_errors(err: ValidationError, data: dict, path: Path, lines: dict) ->
     for error in err.errors():
         keys = _data_keys(error["loc"], data)
         message = error["msg"]
-        if error["type"] == "extra_forbidden":
+        if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            tag = error["ctx"]["discriminator"].strip("'")
+            keys = (*keys, tag)
+            message = f"must be one of {DISCRIMINATED[tag]}"
+        elif error["type"] == "extra_forbidden":
             message = f"unknown key {keys[-1]!r}"
         elif error["type"] == "missing":
             message = "required key is missing"

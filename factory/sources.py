@@ -148,11 +148,13 @@ def _problem(row: dict, index: int, split: str, source: Source, where: str) -> P
     choices = _field(row, columns.choices, where) if columns.choices else None
     if isinstance(choices, str):
         choices = json.loads(choices) if choices.startswith("[") else choices.split("\n")
-    rationale = row.get(columns.rationale) if columns.rationale else None
+    rationale = _lookup(row, columns.rationale) if columns.rationale else None
     answer = str(answer)
     if source.task == "math" and "####" in answer:
         gsm_rationale, answer = split_reference(answer)
         rationale = rationale or gsm_rationale
+    elif rationale and "####" in str(rationale):
+        rationale = split_reference(str(rationale))[0]
     try:
         gold = normalize_gold(answer, source.task, choices)
     except ValueError as err:
@@ -164,9 +166,18 @@ def _problem(row: dict, index: int, split: str, source: Source, where: str) -> P
 
 
 def _field(row: dict, column: str, where: str) -> Any:
-    if column not in row or row[column] is None:
+    value = _lookup(row, column)
+    if value is None:
         raise SourceError(f"{where}: no column {column!r} (columns: {', '.join(map(str, row))})")
-    return row[column]
+    return value
+
+
+def _lookup(row: dict, column: str) -> Any:
+    """A column, or a nested field as `metadata.answer_cot`."""
+    value: Any = row
+    for part in column.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
 
 
 def _text(value: Any) -> str | None:

@@ -1,0 +1,101 @@
+"""A scriptable OpenAI-compatible chat endpoint on loopback, for what a real server cannot be
+told to do on demand: answer after a fixed delay (throughput benchmark), fail the next requests
+with 429/500 or a dropped connection (retry tests), and count every request it received.
+
+Each answer is `Step 1: ... The answer is N.` where N is the problem's first number, so runs
+are deterministic. Real model serving is tested against `transformers serve` instead.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+@dataclass
+class FakeOpenAI:
+    delay: float = 0.0
+    faults: list[str] = field(default_factory=list)  # "429", "500", "drop": one per request
+    requests: list[dict] = field(default_factory=list)
+    in_flight_max: int = 0
+    _in_flight: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def start(self) -> FakeOpenAI:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                fake._serve(self, body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def _serve(self, handler: BaseHTTPRequestHandler, body: dict) -> None:
+        with self._lock:
+            self.requests.append(body)
+            fault = self.faults.pop(0) if self.faults else None
+            self._in_flight += 1
+            self.in_flight_max = max(self.in_flight_max, self._in_flight)
+        try:
+            time.sleep(self.delay)
+            if fault == "drop":
+                handler.close_connection = True
+                handler.connection.shutdown(2)
+                return
+            if fault in ("429", "500"):
+                _send(handler, int(fault), {"error": {"message": f"injected {fault}"}},
+                      {"Retry-After": "0"} if fault == "429" else {})
+                return
+            _send(handler, 200, _completion(body))
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+
+
+def _completion(body: dict) -> dict:
+    question = body["messages"][-1]["content"]
+    numbers = re.findall(r"\d+", question.split("Problem:")[-1])
+    answer = numbers[0] if numbers else "0"
+    text = f"Step 1: read the problem.\nStep 2: compute.\nThe answer is {answer}."
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": body["model"],
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                     "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": len(question.split()), "completion_tokens": len(text.split()),
+                  "total_tokens": len(question.split()) + len(text.split())},
+    }
+
+
+def _send(handler: BaseHTTPRequestHandler, status: int, payload: dict, headers: dict) -> None:
+    data = json.dumps(payload).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    for name, value in headers.items():
+        handler.send_header(name, value)
+    handler.end_headers()
+    handler.wfile.write(data)

@@ -1,0 +1,142 @@
+"""Recipes: strict validation with file:line: key-path errors, env interpolation, the hash."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from factory.recipe import RecipeError, load_recipe, teacher_name
+
+ROOT = Path(__file__).resolve().parents[1]
+
+VALID = """\
+source:
+  kind: gym
+  dataset: chain_sum
+  train: 8
+teacher:
+  backend: openai
+  model: org/some-model
+  base_url: http://127.0.0.1:1/v1
+  api_key_env: null
+cot:
+  levels: [1, 3]
+dataset:
+  repo_id: local/tiny
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "recipe.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def error_of(path: Path) -> str:
+    with pytest.raises(RecipeError) as info:
+        load_recipe(path)
+    return str(info.value)
+
+
+def test_valid_recipe_has_defaults_name_and_teacher_list(tmp_path):
+    recipe = load_recipe(write(tmp_path, VALID, "my-study.yaml"))
+    assert recipe.name == "my-study"
+    assert recipe.cot.levels == [1, 3] and recipe.cot.formats == ["cot"]
+    assert [teacher_name(t) for t in recipe.teacher] == ["some-model"]
+    assert recipe.source.task == "math" and recipe.source.train == 8
+    assert recipe.tag == f"recipe-{recipe.hash}" and len(recipe.hash) == 12
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (("  levels: [1, 3]", "  levels: [1, 3]\n  levles: [2]"), ":12: cot.levles: unknown key 'levles'"),
+        (("  levels: [1, 3]", "  levels: [1, seven]"), ":11: cot.levels[1]: Input should be a valid integer"),
+        (("  levels: [1, 3]", "  levels: [1, 7]"), ":11: cot.levels[1]: Input should be less than or equal to 6"),
+        (("  model: org/some-model\n", ""), ":5: teacher.model: required key is missing"),
+        (("  repo_id: local/tiny", "  repo_id: no-namespace"),
+         ":13: dataset.repo_id: 'no-namespace' is not a repo id of the form namespace/name"),
+        (("  kind: gym", "  kind: ftp"), ":2: source.kind: must be one of hub, files, alpaca, gym"),
+        (("  backend: openai\n", ""), ":5: teacher.backend: must be one of openai, transformers, replay"),
+        (("  backend: openai", "  backend: openai\n  concurrency: many"),
+         ":7: teacher.concurrency: Input should be a valid integer"),
+        (("dataset:\n  repo_id: local/tiny\n", ""), "dataset: required key is missing"),
+        (("cot:", "students: [{model: x, lr: 1}]\ncot:"), ":10: students[0].lr: unknown key 'lr'"),
+    ],
+)
+def test_bad_recipes_name_file_line_and_key(tmp_path, change, expected):
+    old, new = change
+    assert old in VALID
+    path = write(tmp_path, VALID.replace(old, new))
+    message = error_of(path)
+    assert str(path) in message
+    assert expected in message
+
+
+def test_every_error_is_reported_at_once(tmp_path):
+    text = VALID.replace("  levels: [1, 3]", "  levels: [9]\n  formats: [prose]")
+    message = error_of(write(tmp_path, text + "extra: 1\n"))
+    assert "cot.levels[0]" in message and "cot.formats[0]" in message and "extra" in message
+
+
+def test_replay_config_names_are_checked(tmp_path):
+    text = VALID.replace(
+        "  backend: openai\n  model: org/some-model\n  base_url: http://127.0.0.1:1/v1\n"
+        "  api_key_env: null\n",
+        "  backend: replay\n  name: paper\n  files: {cot-L9: a.json}\n",
+    )
+    assert "teacher.files: Value error" not in (message := error_of(write(tmp_path, text)))
+    assert "'cot-L9' is not a config name" in message
+
+
+def test_duplicate_teacher_names_are_rejected(tmp_path):
+    teacher = "  - {backend: openai, model: a/m, api_key_env: null}\n"
+    text = VALID.split("teacher:")[0] + "teacher:\n" + teacher * 2 + "cot:" + VALID.split("cot:")[1]
+    assert "teacher names must be unique" in error_of(write(tmp_path, text))
+
+
+def test_invalid_yaml_names_the_line(tmp_path):
+    message = error_of(write(tmp_path, VALID + "cot: [unclosed\n"))
+    assert ":15: invalid YAML" in message
+
+
+def test_missing_file_and_non_mapping(tmp_path):
+    assert "no such recipe file" in error_of(tmp_path / "absent.yaml")
+    assert "a YAML mapping of sections" in error_of(write(tmp_path, "- a\n- b\n"))
+
+
+def test_environment_interpolation(tmp_path, monkeypatch):
+    text = VALID.replace("org/some-model", "${TEACHER:-org/default}").replace(
+        "train: 8", "train: ${N_TRAIN}"
+    )
+    path = write(tmp_path, text)
+    monkeypatch.setenv("N_TRAIN", "5")
+    recipe = load_recipe(path)
+    assert recipe.teacher[0].model == "org/default" and recipe.source.train == 5
+    monkeypatch.setenv("TEACHER", "org/chosen")
+    assert load_recipe(path).teacher[0].model == "org/chosen"
+    monkeypatch.delenv("N_TRAIN")
+    message = error_of(path)
+    assert ":4:" in message and "${N_TRAIN} is not set and has no default" in message
+
+
+def test_hash_ignores_formatting_and_env_but_not_content(tmp_path, monkeypatch):
+    base = load_recipe(write(tmp_path, VALID, "a.yaml")).hash
+    reformatted = "# a comment\n" + VALID.replace("levels: [1, 3]", "levels:\n    - 1\n    - 3")
+    assert load_recipe(write(tmp_path, reformatted, "b.yaml")).hash == base
+    with_env = VALID.replace("org/some-model", "${M:-org/some-model}")
+    monkeypatch.setenv("M", "org/other")
+    first = load_recipe(write(tmp_path, with_env, "c.yaml")).hash
+    monkeypatch.setenv("M", "org/third")
+    assert load_recipe(tmp_path / "c.yaml").hash == first
+    changed = VALID.replace("levels: [1, 3]", "levels: [1, 4]")
+    assert load_recipe(write(tmp_path, changed, "d.yaml")).hash != base
+
+
+@pytest.mark.parametrize("name", ["quickstart", "svamp-paper", "gsm8k-openai"])
+def test_shipped_recipes_validate(name):
+    recipe = load_recipe(ROOT / "recipes" / f"{name}.yaml")
+    assert recipe.name == name
+    assert recipe.path.read_text().startswith(f"# {name}:"), "each recipe opens with what it studies"
