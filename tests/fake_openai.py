@@ -64,8 +64,12 @@ class FakeOpenAI:
                 handler.connection.shutdown(2)
                 return
             if fault in ("429", "500"):
-                _send(handler, int(fault), {"error": {"message": f"injected {fault}"}},
-                      {"Retry-After": "0"} if fault == "429" else {})
+                _send(
+                    handler,
+                    int(fault),
+                    {"error": {"message": f"injected {fault}"}},
+                    {"Retry-After": "0"} if fault == "429" else {},
+                )
                 return
             _send(handler, 200, _completion(body))
         finally:
@@ -83,10 +87,14 @@ def _completion(body: dict) -> dict:
         "object": "chat.completion",
         "created": int(time.time()),
         "model": body["model"],
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                     "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": len(question.split()), "completion_tokens": len(text.split()),
-                  "total_tokens": len(question.split()) + len(text.split())},
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+        ],
+        "usage": {
+            "prompt_tokens": len(question.split()),
+            "completion_tokens": len(text.split()),
+            "total_tokens": len(question.split()) + len(text.split()),
+        },
     }
 
 

@@ -49,25 +49,31 @@ def test_valid_recipe_has_defaults_name_and_teacher_list(tmp_path):
     assert recipe.tag == f"recipe-{recipe.hash}" and len(recipe.hash) == 12
 
 
-@pytest.mark.parametrize(
-    ("change", "expected"),
-    [
-        (("  levels: [1, 3]", "  levels: [1, 3]\n  levles: [2]"), ":12: cot.levles: unknown key 'levles'"),
-        (("  levels: [1, 3]", "  levels: [1, seven]"), ":11: cot.levels[1]: Input should be a valid integer"),
-        (("  levels: [1, 3]", "  levels: [1, 7]"), ":11: cot.levels[1]: Input should be less than or equal to 6"),
-        (("  model: org/some-model\n", ""), ":5: teacher.model: required key is missing"),
-        (("  repo_id: local/tiny", "  repo_id: no-namespace"),
-         ":13: dataset.repo_id: 'no-namespace' is not a repo id of the form namespace/name"),
-        (("  kind: gym", "  kind: ftp"), ":2: source.kind: must be one of hub, files, alpaca, gym"),
-        (("  backend: openai\n", ""), ":5: teacher.backend: must be one of openai, transformers, replay"),
-        (("  backend: openai", "  backend: openai\n  concurrency: many"),
-         ":7: teacher.concurrency: Input should be a valid integer"),
-        (("dataset:\n  repo_id: local/tiny\n", ""), "dataset: required key is missing"),
-        (("cot:", "students: [{model: x, lr: 1}]\ncot:"), ":10: students[0].lr: unknown key 'lr'"),
-    ],
-)
-def test_bad_recipes_name_file_line_and_key(tmp_path, change, expected):
-    old, new = change
+LEVELS = "  levels: [1, 3]"
+BAD_CASES = [
+    (LEVELS, LEVELS + "\n  levles: [2]", ":12: cot.levles: unknown key 'levles'"),
+    (LEVELS, "  levels: [1, seven]", ":11: cot.levels[1]: Input should be a valid integer"),
+    (LEVELS, "  levels: [1, 7]", ":11: cot.levels[1]: Input should be less than or equal to 6"),
+    ("  model: org/some-model\n", "", ":5: teacher.model: required key is missing"),
+    (
+        "  repo_id: local/tiny",
+        "  repo_id: no-namespace",
+        ":13: dataset.repo_id: 'no-namespace' is not a repo id of the form namespace/name",
+    ),
+    ("  kind: gym", "  kind: ftp", ":2: source.kind: must be one of hub, files, alpaca, gym"),
+    ("  backend: openai\n", "", ":5: teacher.backend: must be one of openai, transformers, replay"),
+    (
+        "  backend: openai",
+        "  backend: openai\n  concurrency: many",
+        ":7: teacher.concurrency: Input should be a valid integer",
+    ),
+    ("dataset:\n  repo_id: local/tiny\n", "", "dataset: required key is missing"),
+    ("cot:", "students: [{model: x, lr: 1}]\ncot:", ":10: students[0].lr: unknown key 'lr'"),
+]
+
+
+@pytest.mark.parametrize(("old", "new", "expected"), BAD_CASES)
+def test_bad_recipes_name_file_line_and_key(tmp_path, old, new, expected):
     assert old in VALID
     path = write(tmp_path, VALID.replace(old, new))
     message = error_of(path)
@@ -139,4 +145,4 @@ def test_hash_ignores_formatting_and_env_but_not_content(tmp_path, monkeypatch):
 def test_shipped_recipes_validate(name):
     recipe = load_recipe(ROOT / "recipes" / f"{name}.yaml")
     assert recipe.name == name
-    assert recipe.path.read_text().startswith(f"# {name}:"), "each recipe opens with what it studies"
+    assert recipe.path.read_text().startswith(f"# {name}:"), "a recipe opens with what it studies"
