@@ -136,12 +136,13 @@ def _ask(teacher, name: str, requests: list[Request], cache: GenerationCache) ->
         )
         return replayed
     responses = cache.get_many([r.key for r in requests])
-    missing = [r for r in requests if r.key not in responses]
+    # Identical prompts (the same question twice) are asked once and answer both.
+    missing = list({r.key: r for r in requests if r.key not in responses}.values())
     log.info(
-        "teacher %s: %d requests, %d cached, %d to ask",
+        "teacher %s: %d distinct prompts, %d cached, %d to ask",
         name,
-        len(requests),
-        len(requests) - len(missing),
+        len({r.key for r in requests}),
+        len(responses),
         len(missing),
     )
     if not missing:

@@ -19,7 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 @dataclass
 class FakeOpenAI:
     delay: float = 0.0
-    faults: list[str] = field(default_factory=list)  # "429", "500", "drop": one per request
+    faults: list[str] = field(default_factory=list)  # "401", "429", "500", "drop": one per request
     requests: list[dict] = field(default_factory=list)
     in_flight_max: int = 0
     _in_flight: int = 0
@@ -63,7 +63,7 @@ class FakeOpenAI:
                 handler.close_connection = True
                 handler.connection.shutdown(2)
                 return
-            if fault in ("429", "500"):
+            if fault in ("401", "429", "500"):
                 _send(
                     handler,
                     int(fault),
@@ -98,12 +98,14 @@ def _completion(body: dict) -> dict:
     }
 
 
-def _send(handler: BaseHTTPRequestHandler, status: int, payload: dict, headers: dict) -> None:
+def _send(
+    handler: BaseHTTPRequestHandler, status: int, payload: dict, headers: dict | None = None
+) -> None:
     data = json.dumps(payload).encode()
     handler.send_response(status)
     handler.send_header("Content-Type", "application/json")
     handler.send_header("Content-Length", str(len(data)))
-    for name, value in headers.items():
+    for name, value in (headers or {}).items():
         handler.send_header(name, value)
     handler.end_headers()
     handler.wfile.write(data)
