@@ -9,12 +9,15 @@ from __future__ import annotations
 import csv
 import json
 import random
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from factory.answers import normalize_gold, split_reference
+from factory.answers import extract_answer, normalize_gold, split_reference
 from factory.recipe import AlpacaSource, DatasetSpec, GymSource, HubSource, Source
+
+ANSWER_PHRASE = re.compile(r"the\s+answer\s+is", re.IGNORECASE)
 
 
 class SourceError(ValueError):
@@ -59,7 +62,7 @@ def _rows(source: Source, split: str, where: str | int) -> list[tuple[str, dict]
         return _gym_rows(source, split, int(where))
     rows = read_table(Path(str(where)))
     if isinstance(source, AlpacaSource):
-        rows = [_from_alpaca(row, f"{where} row {i}") for i, row in enumerate(rows, 1)]
+        rows = [_from_alpaca(row, f"{where} row {i}", source.task) for i, row in enumerate(rows, 1)]
     return [(f"{where} row {i}", row) for i, row in enumerate(rows, 1)]
 
 
@@ -68,31 +71,52 @@ def read_table(path: Path) -> list[dict]:
     if not path.is_file():
         raise SourceError(f"{path}: no such file")
     suffix = path.suffix.lower()
-    try:
-        if suffix == ".jsonl":
-            with path.open() as f:
-                return [json.loads(line) for line in f if line.strip()]
-        if suffix == ".json":
-            data = json.loads(path.read_text())
-            if not isinstance(data, list):
-                raise SourceError(f"{path}: expected a JSON list of objects")
-            return data
-        if suffix == ".csv":
-            with path.open(newline="") as f:
-                return list(csv.DictReader(f))
-        if suffix == ".parquet":
-            import pyarrow.parquet as pq
+    if suffix not in (".jsonl", ".json", ".csv", ".parquet"):
+        raise SourceError(
+            f"{path}: unsupported file type {suffix!r} (use jsonl, json, csv, parquet)"
+        )
+    rows = _read_rows(path, suffix)
+    for i, row in enumerate(rows, 1):
+        if not isinstance(row, dict):
+            raise SourceError(f"{path} row {i}: expected an object, got {type(row).__name__}")
+    return rows
 
+
+def _read_rows(path: Path, suffix: str) -> list:
+    if suffix == ".csv":
+        with path.open(newline="") as f:
+            return list(csv.DictReader(f))
+    if suffix == ".parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        try:
             return pq.read_table(path).to_pylist()
+        except pa.ArrowException as err:
+            raise SourceError(f"{path}: cannot read parquet: {err}") from None
+    if suffix == ".json":
+        data = _parse_json(path.read_text(), path, 0)
+        if not isinstance(data, list):
+            raise SourceError(f"{path}: expected a JSON list of objects")
+        return data
+    with path.open() as f:
+        return [_parse_json(line, path, n) for n, line in enumerate(f, 1) if line.strip()]
+
+
+def _parse_json(text: str, path: Path, line: int):
+    try:
+        return json.loads(text)
     except json.JSONDecodeError as err:
-        raise SourceError(f"{path}: invalid JSON at line {err.lineno}: {err.msg}") from None
-    raise SourceError(f"{path}: unsupported file type {suffix!r} (use jsonl, json, csv, parquet)")
+        raise SourceError(f"{path}: invalid JSON at line {line or err.lineno}: {err.msg}") from None
 
 
 def _hub_rows(source: HubSource, split: str) -> list[tuple[str, dict]]:
     from datasets import load_dataset
 
-    ds = load_dataset(source.dataset, source.subset, split=split, revision=source.revision)
+    try:
+        ds = load_dataset(source.dataset, source.subset, split=split, revision=source.revision)
+    except Exception as err:
+        raise SourceError(f"Hub dataset {source.dataset!r} split {split!r}: {err}") from None
     return [(f"{source.dataset}[{split}] row {i}", row) for i, row in enumerate(ds, 1)]
 
 
@@ -110,21 +134,22 @@ def _gym_rows(source: GymSource, split: str, size: int) -> list[tuple[str, dict]
     ]
 
 
-def _from_alpaca(row: dict, where: str) -> dict:
+def _from_alpaca(row: dict, where: str, task: str) -> dict:
     """The paper's LLaMA-Factory layout: `instruction` (+ `input`) and `output` ending in the
     answer line; an output that is only the answer has no rationale."""
-    if "instruction" not in row or "output" not in row:
+    if not isinstance(row, dict) or "instruction" not in row or "output" not in row:
         raise SourceError(f"{where}: an alpaca row needs `instruction` and `output`")
     question = "\n".join(p for p in (row["instruction"], row.get("input")) if p)
-    rationale, answer = _split_answer_line(row["output"])
-    return {"question": question, "answer": answer, "rationale": rationale}
-
-
-def _split_answer_line(output: str) -> tuple[str | None, str]:
-    head, sep, tail = output.strip().rpartition("The answer is")
-    if not sep:
-        return None, output.strip()
-    return head.strip() or None, tail.strip().rstrip(".").strip()
+    output = str(row["output"]).strip()
+    phrases = list(ANSWER_PHRASE.finditer(output))
+    if not phrases:
+        return {"question": question, "answer": output, "rationale": None}
+    rationale = output[: phrases[-1].start()].strip() or None
+    return {
+        "question": question,
+        "answer": extract_answer(output, task) or output,
+        "rationale": rationale,
+    }
 
 
 def _problems(rows: list[tuple[str, dict]], source: Source, split: str) -> list[Problem]:
@@ -147,7 +172,12 @@ def _problem(row: dict, index: int, split: str, source: Source, where: str) -> P
     question, answer = _field(row, columns.question, where), _field(row, columns.answer, where)
     choices = _field(row, columns.choices, where) if columns.choices else None
     if isinstance(choices, str):
-        choices = json.loads(choices) if choices.startswith("[") else choices.split("\n")
+        try:
+            choices = json.loads(choices) if choices.startswith("[") else choices.split("\n")
+        except json.JSONDecodeError as err:
+            raise SourceError(
+                f"{where}: column {columns.choices!r}: invalid JSON list: {err.msg}"
+            ) from None
     rationale = _lookup(row, columns.rationale) if columns.rationale else None
     answer = str(answer)
     if source.task == "math" and "####" in answer:
@@ -159,9 +189,8 @@ def _problem(row: dict, index: int, split: str, source: Source, where: str) -> P
         gold = normalize_gold(answer, source.task, choices)
     except ValueError as err:
         raise SourceError(f"{where}: column {columns.answer!r}: {err}") from None
-    problem_id = (
-        str(row[columns.id]) if columns.id else str(row.get("id") or f"{split}-{index:05d}")
-    )
+    default_id = row.get("id") or f"{split}-{index + 1:05d}"
+    problem_id = str(_field(row, columns.id, where) if columns.id else default_id)
     return Problem(problem_id, str(question).strip(), gold, choices, _text(rationale))
 
 

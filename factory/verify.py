@@ -23,6 +23,7 @@ STEP_BREAK = re.compile(
     r"|(?<=[.!?])(?=\d{1,2}\.\s*[A-Z])"  # numbered items run together: "290.2. Note"
     r"|\s(?=Step \d+\b)"
 )
+LIST_MARKER = re.compile(r"\(?\d{1,2}[.)]")  # "1." alone is a marker, not a step
 TOKEN = re.compile(r"\w+|[^\w\s]")
 
 
@@ -35,7 +36,11 @@ def clean_completion(text: str) -> str:
 def count_steps(text: str) -> int:
     """Reasoning steps: sentences, lines and list items before the final answer line."""
     body = ANSWER_LINE.sub("", text).strip()
-    return sum(1 for part in STEP_BREAK.split(body) if re.search(r"\w", part))
+    return sum(
+        1
+        for part in STEP_BREAK.split(body)
+        if re.search(r"\w", part) and not LIST_MARKER.fullmatch(part.strip())
+    )
 
 
 def count_tokens(text: str) -> int:
