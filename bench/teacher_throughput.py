@@ -20,7 +20,6 @@ import argparse
 import json
 import math
 import os
-import socket
 import statistics
 import sys
 import tempfile
@@ -47,21 +46,12 @@ PHASES = ("cold_concurrent", "cold_sequential", "warm")
 
 @dataclass
 class TimedFakeOpenAI(FakeOpenAI):
-    """FakeOpenAI that notes when the first request arrived and the last answer left, without
-    two loopback artifacts that would be measured instead of the teacher: a listen backlog of 5
-    (socketserver's default; more simultaneous connects drop SYNs, retried after 1 s) and Nagle's
-    algorithm on the answer (headers and body are two writes: ~40 ms delayed ACK per request)."""
+    """FakeOpenAI that notes when the first request arrived and the last answer left."""
 
     first_in: float | None = None
     last_out: float | None = None
 
-    def start(self) -> TimedFakeOpenAI:
-        super().start()
-        self.server.socket.listen(128)
-        return self
-
     def _serve(self, handler, body: dict) -> None:
-        handler.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         arrived = time.perf_counter()
         try:
             super()._serve(handler, body)
