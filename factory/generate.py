@@ -71,6 +71,7 @@ def generate(
 ) -> list[dict]:
     """Traces for every config, problem and sample: teacher output plus where it came from."""
     plans = plan_configs(recipe)
+    by_config, by_id = {p.name: p for p in plans}, {p.id: p for p in problems}
     traces = []
     for spec in recipe.teacher:
         name = teacher_name(spec)
@@ -78,13 +79,11 @@ def generate(
         requests = _requests(recipe, problems, [p for p in plans if p.teacher == name], teacher)
         responses = _ask(teacher, name, requests, cache)
         fingerprint = teacher.fingerprint()
-        by_config = {p.name: p for p in plans}
-        for request in requests:
-            if request.key in responses:
-                plan = by_config[request.config]
-                traces.append(_trace(plan, request, responses[request.key], fingerprint))
-    by_id = {p.id: p for p in problems}
-    traces = [{**t, **_gold(by_id[t["problem_id"]])} for t in traces]
+        traces += [
+            _trace(by_config[r.config], r, responses[r.key], fingerprint, by_id[r.problem_id])
+            for r in requests
+            if r.key in responses
+        ]
     for plan in plans:
         if plan.teacher in ("gold", "reference"):
             traces.extend(_source_traces(plan, problems))
@@ -93,37 +92,29 @@ def generate(
 
 def _requests(recipe: Recipe, problems: list[Problem], plans: list[ConfigPlan], teacher) -> list:
     fingerprint = teacher.fingerprint()
-    if fingerprint["backend"] == "replay":  # one rationale per problem, prompt unknown, no cache
-        return [
-            Request(
-                f"{plan.name}/{problem.id}",
-                plan.name,
-                plan.shape,
-                problem.id,
-                problem.question,
-                0,
-                [],
-            )
-            for plan in plans
-            for problem in problems
-        ]
     requests = []
-    for plan in plans:
-        for problem in problems:
-            messages = teacher_messages(
-                problem.question,
-                task=recipe.source.task,
-                format=plan.format,
-                level=plan.level,
-                choices=problem.choices,
+    for plan, problem in ((plan, problem) for plan in plans for problem in problems):
+        common = {
+            "config": plan.name,
+            "shape": plan.shape,
+            "problem_id": problem.id,
+            "question": problem.question,
+        }
+        if fingerprint["backend"] == "replay":  # one rationale per problem, prompt unknown
+            requests.append(
+                Request(key=f"{plan.name}/{problem.id}", sample=0, messages=[], **common)
             )
-            for sample in range(recipe.cot.samples):
-                key = request_key(fingerprint, messages, sample)
-                requests.append(
-                    Request(
-                        key, plan.name, plan.shape, problem.id, problem.question, sample, messages
-                    )
-                )
+            continue
+        messages = teacher_messages(
+            problem.question,
+            task=recipe.source.task,
+            format=plan.format,
+            level=plan.level,
+            choices=problem.choices,
+        )
+        for sample in range(recipe.cot.samples):
+            key = request_key(fingerprint, messages, sample)
+            requests.append(Request(key=key, sample=sample, messages=messages, **common))
     return requests
 
 
@@ -170,7 +161,9 @@ def _ask(teacher, name: str, requests: list[Request], cache: GenerationCache) ->
     return responses
 
 
-def _trace(plan: ConfigPlan, request: Request, response: dict, fingerprint: dict) -> dict:
+def _trace(
+    plan: ConfigPlan, request: Request, response: dict, fingerprint: dict, problem: Problem
+) -> dict:
     return {
         "config": plan.name,
         "teacher": plan.teacher,
@@ -182,6 +175,7 @@ def _trace(plan: ConfigPlan, request: Request, response: dict, fingerprint: dict
         "messages": request.messages,
         "raw_output": response["text"],
         "finish_reason": response["finish_reason"],
+        **_gold(problem),
     }
 
 

