@@ -134,12 +134,17 @@ def _gym_rows(source: GymSource, split: str, size: int) -> list[tuple[str, dict]
     ]
 
 
-def _from_alpaca(row: dict, where: str, task: str) -> dict:
-    """The paper's LLaMA-Factory layout: `instruction` (+ `input`) and `output` ending in the
-    answer line; an output that is only the answer has no rationale."""
-    if not isinstance(row, dict) or "instruction" not in row or "output" not in row:
+def alpaca_question(row: dict, where: str) -> str:
+    """The question of a row in the paper's LLaMA-Factory layout: `instruction` (+ `input`)."""
+    if "instruction" not in row or "output" not in row:
         raise SourceError(f"{where}: an alpaca row needs `instruction` and `output`")
-    question = "\n".join(p for p in (row["instruction"], row.get("input")) if p)
+    return "\n".join(p for p in (row["instruction"], row.get("input")) if p)
+
+
+def _from_alpaca(row: dict, where: str, task: str) -> dict:
+    """An alpaca row whose `output` ends in the answer line; an output that is only the answer
+    has no rationale."""
+    question = alpaca_question(row, where)
     output = str(row["output"]).strip()
     phrases = list(ANSWER_PHRASE.finditer(output))
     if not phrases:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from factory.recipe import OpenAITeacher, ReplayTeacher, TransformersTeacher
-from factory.sources import read_table
+from factory.sources import alpaca_question, read_table
 
 log = logging.getLogger(__name__)
 
@@ -187,9 +187,7 @@ def normalize_question(text: str) -> str:
 def _index_alpaca(path: Path) -> dict[str, str]:
     index = {}
     for i, row in enumerate(read_table(path), 1):
-        if "instruction" not in row or "output" not in row:
-            raise TeacherError(f"{path} row {i}: an alpaca row needs `instruction` and `output`")
-        question = "\n".join(p for p in (row["instruction"], row.get("input")) if p)
+        question = alpaca_question(row, f"{path} row {i}")
         index[normalize_question(question)] = row["output"]
     return index
 
