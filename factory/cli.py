@@ -70,12 +70,44 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--publish", action="store_true", help="publish it to the registry after")
     sub = command("publish", cmd_publish, "publish a recipe's built dataset to the local registry")
     sub.add_argument("recipe", type=Path)
+    sub = command(
+        "run",
+        cmd_run,
+        "the whole pipeline: build and publish the dataset, then train, "
+        "evaluate, card and publish every student on every config",
+    )
+    sub.add_argument("recipe", type=Path)
+    _student_filters(sub)
+    sub = command("train", cmd_train, "train students on the built dataset (no evaluation)")
+    sub.add_argument("recipe", type=Path)
+    _student_filters(sub)
+    sub.add_argument(
+        "--accelerate",
+        metavar="CONFIG",
+        help="launch through `accelerate launch` "
+        "with recipes/accelerate/CONFIG.yaml (ddp, zero2, zero3, fsdp) or a file",
+    )
+    sub.add_argument("--dry-run", action="store_true", help="with --accelerate: print the command")
+    sub = command("eval", cmd_eval, "evaluate a model or adapter on a recipe's test split")
+    sub.add_argument("recipe", type=Path)
+    sub.add_argument(
+        "--model", help="base model (Hub id, path, smollm2-135m); default: the adapter's base"
+    )
+    sub.add_argument("--adapter", help="adapter folder or registry repo id")
+    sub.add_argument("--revision", help="registry revision of --adapter")
+    sub.add_argument("--limit", type=int, help="evaluate on the first N test problems")
+    sub.add_argument("--out", type=Path, help="where to write predictions and metrics")
     sub = command("pull", cmd_pull, "get a published repo (dataset or model) from the registry")
     sub.add_argument("repo_id", help="namespace/name")
     sub.add_argument("--revision", help="branch, tag or commit (default: main)")
     sub.add_argument("--repo-type", choices=["dataset", "model", "space"])
     sub.add_argument("--to", type=Path, help="copy the files to this folder")
     return parser
+
+
+def _student_filters(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--student", action="append", help="only this student (repeatable)")
+    sub.add_argument("--config", action="append", help="only this dataset config (repeatable)")
 
 
 def cmd_validate(args) -> None:
@@ -88,6 +120,111 @@ def cmd_validate(args) -> None:
     for plan in plan_configs(recipe):
         shape = f"{plan.format} level {plan.level}" if plan.format else "from the source"
         print(f"  {plan.name:<24} teacher {plan.teacher:<16} {shape}")
+    if recipe.students:
+        from factory.recipe import check_training, student_name
+
+        check_training(recipe)
+        names = ", ".join(student_name(s) for s in recipe.students)
+        print(f"students: {names}; training options are valid SFTConfig/LoraConfig options")
+
+
+def cmd_run(args) -> None:
+    from factory.paths import home_dir
+    from factory.pipeline import run_recipe
+    from factory.recipe import load_recipe
+
+    recipe = load_recipe(args.recipe)
+    built, results = run_recipe(
+        recipe, home_dir(args.home), students=args.student, configs=args.config
+    )
+    print(_summary(built))
+    print(_student_summary(results))
+
+
+def cmd_train(args) -> None:
+    from factory.launch import launch_command, run_launch
+    from factory.paths import home_dir, run_dir
+    from factory.recipe import check_training, load_recipe, student_name
+    from factory.train import train_student
+
+    recipe = load_recipe(args.recipe)
+    check_training(recipe)
+    if args.accelerate:
+        command = launch_command(args.recipe, args.accelerate, args.student, args.config, args.home)
+        print(" ".join(command))
+        if not args.dry_run:
+            run_launch(command)
+        return
+    home = home_dir(args.home)
+    run = run_dir(home, recipe.name, recipe.hash)
+    dataset = run / "dataset"
+    if not (dataset / "README.md").is_file():
+        raise SystemExit(
+            f"error: no built dataset in {run}: run `cot-factory build {args.recipe}` first"
+        )
+    configs = args.config or recipe.train.configs or _built_configs(run)
+    for student in recipe.students:
+        if args.student and student_name(student) not in args.student:
+            continue
+        for config in configs:
+            out = run / "students" / student_name(student) / config
+            result = train_student(recipe, student, config, dataset, out, home)
+            print(
+                f"{student_name(student)} on {config}: loss {result.metrics.get('train_loss')}, "
+                f"adapter {result.adapter_dir}"
+            )
+
+
+def _built_configs(run: Path) -> list[str]:
+    import json
+
+    stats = json.loads((run / "manifest.json").read_text())["configs"]
+    return [name for name, s in stats.items() if s["kept"]]
+
+
+def cmd_eval(args) -> None:
+    from factory.evaluate import evaluate, load_student
+    from factory.paths import home_dir, run_dir
+    from factory.recipe import load_recipe
+    from factory.sources import load_problems
+
+    recipe, home = load_recipe(args.recipe), home_dir(args.home)
+    adapter = _adapter_path(args.adapter, args.revision, home) if args.adapter else None
+    model = args.model or (_adapter_base(adapter) if adapter else None)
+    if model is None:
+        raise SystemExit("error: give --model, --adapter, or both")
+    test = load_problems(recipe.source, recipe.dataset).get("test")
+    if not test:
+        raise SystemExit(f"error: recipe {args.recipe} has no test split")
+    spec = recipe.eval.model_copy(update={"limit": args.limit or recipe.eval.limit})
+    label = Path(str(args.adapter or model)).name
+    out = args.out or run_dir(home, recipe.name, recipe.hash) / "evals" / label
+    loaded, tokenizer = load_student(model, adapter, home)
+    metrics = evaluate(loaded, tokenizer, test, recipe.source.task, spec, out, label=label)
+    low, high = metrics["ci95"]
+    print(
+        f"{label}: accuracy {100 * metrics['accuracy']:.1f}% "
+        f"[{100 * low:.1f}%, {100 * high:.1f}%] on {metrics['total']} problems"
+    )
+    print(f"predictions: {out}")
+
+
+def _adapter_path(adapter: str, revision: str | None, home: Path) -> Path:
+    if Path(adapter).is_dir():
+        return Path(adapter)
+    from factory.hub import LocalRegistry
+    from factory.paths import registry_dir
+
+    return LocalRegistry(registry_dir(home)).resolve(adapter, revision, "model").path
+
+
+def _adapter_base(adapter: Path) -> str:
+    import json
+
+    from factory.models import alias_for
+
+    base = json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"]
+    return alias_for(base)
 
 
 def cmd_build(args) -> None:
@@ -151,6 +288,22 @@ def _summary(result) -> str:
             f"{_or_dash(s['mean_steps']):>6} {_or_dash(s['mean_tokens']):>7}"
         )
     lines.append(f"dataset folder: {result.dataset_dir}")
+    return "\n".join(lines)
+
+
+def _student_summary(results) -> str:
+    lines = [
+        f"{'student':<16} {'config':<20} {'base':>7} {'distilled':>10} {'95% interval':>16}  "
+        "published"
+    ]
+    for r in results:
+        low, high = r.distilled["ci95"]
+        lines.append(
+            f"{r.student:<16} {r.config:<20} {100 * r.base['accuracy']:>6.1f}% "
+            f"{100 * r.distilled['accuracy']:>9.1f}% "
+            f"{f'[{100 * low:.1f}, {100 * high:.1f}]':>16}  {r.repo_id}@{r.commit[:8]}"
+        )
+        lines.append(f"{'':<16} card: {r.folder / 'README.md'}")
     return "\n".join(lines)
 
 

@@ -35,6 +35,11 @@ def resolve_model(name_or_path: str, home: Path) -> str:
     return str(target)
 
 
+def alias_for(hub_id: str) -> str:
+    """The offline alias of a Hub id when there is one (adapters name their base by Hub id)."""
+    return next((alias for alias, hub in ALIASES.items() if hub == hub_id), hub_id)
+
+
 def hub_id_for(name_or_path: str) -> str | None:
     """The Hub id a model card should name as `base_model`, or None for an unknown local model."""
     if name_or_path in ALIASES:
@@ -113,3 +118,12 @@ def _save_dequantized(gguf: Path, folder: Path) -> None:
     tokenizer.model_max_length = config.max_position_embeddings
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
+
+
+def origin_note(name_or_path: str, home: Path) -> str:
+    """What a card should say about weights that are not the original Hub checkpoint."""
+    if name_or_path not in ALIASES:
+        return ""
+    origin = models_dir(Path(home)) / name_or_path / ORIGIN_FILE
+    note = json.loads(origin.read_text())["note"] if origin.is_file() else ""
+    return f"`{ALIASES[name_or_path]}` is the original model. {note}".strip()

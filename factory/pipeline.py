@@ -95,3 +95,190 @@ def update_manifest(run: Path, fields: dict) -> dict:
     tmp.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
     os.replace(tmp, path)
     return manifest
+
+
+# --- students ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StudentResult:
+    student: str
+    config: str
+    repo_id: str
+    commit: str
+    folder: Path
+    base: dict
+    distilled: dict
+    training: dict
+
+
+def run_recipe(
+    recipe: Recipe,
+    home: Path,
+    *,
+    students: list[str] | None = None,
+    configs: list[str] | None = None,
+) -> tuple[BuildResult, list[StudentResult]]:
+    """The whole pipeline: build and publish the dataset, then train, evaluate, card and publish
+    every student on every config (or the ones named)."""
+    from factory.publish import publish_dataset
+    from factory.recipe import RecipeError, check_training, student_name
+
+    check_training(recipe)
+    chosen = [s for s in recipe.students if not students or student_name(s) in students]
+    if not chosen:
+        known = ", ".join(student_name(s) for s in recipe.students) or "none"
+        raise RecipeError(f"{recipe.path}: no student to train (students: {known})")
+    built = build_dataset(recipe, home)
+    dataset = publish_dataset(recipe, home)
+    wanted = configs or recipe.train.configs or list(built.stats)
+    results = []
+    for student in chosen:
+        for config in wanted:
+            if built.stats.get(config, {}).get("kept"):
+                results.append(distill(recipe, student, config, built, dataset.commit, home))
+            else:
+                log.warning(
+                    "config %s has no training rows: %s is not trained on it",
+                    config,
+                    student_name(student),
+                )
+    return built, results
+
+
+def distill(
+    recipe: Recipe, student, config: str, built: BuildResult, dataset_commit: str, home: Path
+) -> StudentResult:
+    """Train one student on one config, evaluate it against its base, card and publish it."""
+    from factory.evaluate import evaluate, load_student, read_metrics
+    from factory.hub import LocalRegistry
+    from factory.paths import registry_dir
+    from factory.recipe import student_name
+    from factory.train import train_student
+
+    name = student_name(student)
+    test = _test_problems(built)
+    base = _base_metrics(recipe, student, test, built.run_dir / "students" / name / "base", home)
+    trained = train_student(
+        recipe, student, config, built.dataset_dir, built.run_dir / "students" / name / config, home
+    )
+    distilled = read_metrics(trained.adapter_dir)
+    if distilled is None:
+        model, tokenizer = load_student(student.model, trained.adapter_dir, home)
+        distilled = evaluate(
+            model,
+            tokenizer,
+            test,
+            recipe.source.task,
+            recipe.eval,
+            trained.adapter_dir,
+            label=f"{name} {config}",
+        )
+    repo_id = recipe.adapter_repo(student, config)
+    _finish_adapter_folder(
+        recipe, student, config, built, dataset_commit, base, distilled, trained, repo_id, home
+    )
+    published = LocalRegistry(registry_dir(home)).publish(
+        trained.adapter_dir,
+        repo_id,
+        "model",
+        tag=recipe.tag,
+        message=f"cot-factory: {name} distilled on {config} ({recipe.tag})",
+    )
+    update_manifest(
+        built.run_dir,
+        {
+            f"student:{name}:{config}": {
+                "repo_id": repo_id,
+                "commit": published.commit,
+                "path": str(published.path),
+                "base_accuracy": base["accuracy"],
+                "accuracy": distilled["accuracy"],
+                "ci95": distilled["ci95"],
+            }
+        },
+    )
+    return StudentResult(
+        name, config, repo_id, published.commit, published.path, base, distilled, trained.metrics
+    )
+
+
+def _test_problems(built: BuildResult):
+    from factory.sources import Problem
+
+    path = built.run_dir / "problems" / "test.jsonl"
+    if not path.is_file():
+        raise ValueError(
+            f"{built.recipe.path}: no test split to evaluate on: give the source a "
+            "`test` split or set `dataset.test_size`"
+        )
+    return [Problem(**json.loads(line)) for line in path.read_text().splitlines()]
+
+
+def _base_metrics(recipe: Recipe, student, test, out: Path, home: Path) -> dict:
+    """The undistilled student's accuracy, measured once per run and reused."""
+    from factory.evaluate import evaluate, load_student, read_metrics
+
+    cached = read_metrics(out)
+    if cached is not None:
+        return cached
+    model, tokenizer = load_student(student.model, None, home)
+    return evaluate(
+        model,
+        tokenizer,
+        test,
+        recipe.source.task,
+        recipe.eval,
+        out,
+        label=f"{out.parent.name} base",
+    )
+
+
+def _finish_adapter_folder(
+    recipe, student, config, built, dataset_commit, base, distilled, trained, repo_id, home
+) -> None:
+    """Our card replaces the ones TRL and PEFT wrote; the recipe travels with the adapter."""
+    from factory.cards import render_model_card
+    from factory.models import hub_id_for, origin_note
+    from factory.prompts import describe
+    from factory.recipe import student_name
+    from factory.train import lora_options, sft_options
+
+    folder = trained.adapter_dir
+    (folder / "training_args.bin").unlink(missing_ok=True)
+    base_model = hub_id_for(student.model) or student.model
+    adapter_config = folder / "adapter_config.json"
+    if adapter_config.is_file():  # name the base by Hub id, not this machine's path
+        settings = json.loads(adapter_config.read_text())
+        settings["base_model_name_or_path"] = base_model
+        adapter_config.write_text(json.dumps(settings, indent=2) + "\n")
+    if recipe.path:
+        shutil.copyfile(recipe.path, folder / "recipe.yaml")
+    stats = built.stats[config]
+    if stats["format"]:
+        supervision = (
+            f"chain-of-thought rationales by `{stats['teacher']}`, "
+            f"{describe(stats['format'], stats['level'])}"
+        )
+    elif config == "answer-only":
+        supervision = "the gold answers alone, with no rationale"
+    else:
+        supervision = "the source's own reference rationales"
+    card = render_model_card(
+        recipe,
+        student=student_name(student),
+        base_model=base_model,
+        base_model_note=origin_note(student.model, home),
+        config=config,
+        supervision=supervision,
+        teacher=stats["teacher"],
+        repo_id=repo_id,
+        dataset_revision=dataset_commit,
+        base=base,
+        distilled=distilled,
+        metrics=trained.metrics,
+        sft=sft_options(recipe),
+        lora=lora_options(recipe),
+        example_question=_test_problems(built)[0].question,
+    )
+    card.save(folder / "README.md")

@@ -166,14 +166,19 @@ class DatasetSpec(Strict):
 
 
 class Student(Strict):
-    model: str
+    model: str = Field(description="a Hub id, a local path, or `smollm2-135m`")
     name: str | None = None
+    repo_prefix: str | None = Field(
+        None,
+        description="adapter repos are `{repo_prefix}-{config}`; default "
+        "`{dataset namespace}/{name}-{recipe name}`",
+    )
 
 
 class TrainSpec(Strict):
-    configs: list[str] | None = None
-    lora: dict[str, Any] | None = {}
-    sft: dict[str, Any] = {}
+    configs: list[str] | None = Field(None, description="dataset configs to train on; default all")
+    lora: dict[str, Any] | None = Field({}, description="peft.LoraConfig options; null: full FT")
+    sft: dict[str, Any] = Field({}, description="trl.SFTConfig options")
 
 
 class EvalSpec(Strict):
@@ -192,7 +197,7 @@ class Recipe(Strict):
     name: str
     description: str = ""
     source: Source
-    teacher: list[Teacher] = Field(min_length=1, description="one teacher, or a list to compare")
+    teacher: list[Teacher] = Field([], description="one teacher, or a list to compare")
     cot: Cot = Cot()
     dataset: DatasetSpec
     students: list[Student] = []
@@ -209,11 +214,29 @@ class Recipe(Strict):
         return [teacher] if isinstance(teacher, dict) else teacher
 
     @model_validator(mode="after")
-    def _teacher_names_unique(self) -> Recipe:
-        names = [teacher_name(t) for t in self.teacher]
-        if len(set(names)) != len(names):
-            raise ValueError(f"teacher names must be unique, got {names}")
+    def _builds_something(self) -> Recipe:
+        if not self.teacher and not (self.cot.answer_only or self.cot.reference):
+            raise ValueError(
+                "no teacher and neither cot.answer_only nor cot.reference: "
+                "the recipe would build no config"
+            )
         return self
+
+    @model_validator(mode="after")
+    def _names_unique(self) -> Recipe:
+        for kind, names in (
+            ("teacher", [teacher_name(t) for t in self.teacher]),
+            ("student", [student_name(s) for s in self.students]),
+        ):
+            if len(set(names)) != len(names):
+                raise ValueError(f"{kind} names must be unique, got {names}")
+        return self
+
+    def adapter_repo(self, student: Student, config: str) -> str:
+        """The repo id a student distilled on `config` is published under."""
+        namespace = self.dataset.repo_id.split("/")[0]
+        prefix = student.repo_prefix or f"{namespace}/{student_name(student)}-{self.name}"
+        return f"{prefix}-{config}"
 
     @property
     def tag(self) -> str:
@@ -222,12 +245,59 @@ class Recipe(Strict):
 
 def teacher_name(teacher: OpenAITeacher | TransformersTeacher | ReplayTeacher) -> str:
     """The teacher's short name: explicit, else the last path part of its model."""
-    if teacher.name:
-        return teacher.name
-    return re.sub(r"[^\w.-]+", "-", teacher.model.rstrip("/").rsplit("/", 1)[-1]).lower()
+    return teacher.name or _short_name(teacher.model)
+
+
+def student_name(student: Student) -> str:
+    """The student's short name: explicit, else the last path part of its model."""
+    return student.name or _short_name(student.model)
+
+
+def _short_name(model: str) -> str:
+    return re.sub(r"[^\w.-]+", "-", model.rstrip("/").rsplit("/", 1)[-1]).lower()
 
 
 # --- loading ----------------------------------------------------------------------------------
+
+
+def check_training(recipe: Recipe) -> None:
+    """What the schema cannot know: `train.sft` and `train.lora` keys are real `SFTConfig` and
+    `LoraConfig` options, and `train.configs` are configs the recipe builds."""
+    import dataclasses
+    import difflib
+
+    from peft import LoraConfig
+    from trl import SFTConfig
+
+    from factory.generate import plan_configs
+    from factory.train import RESERVED_SFT
+
+    for section, cls in (("sft", SFTConfig), ("lora", LoraConfig)):
+        names = {f.name for f in dataclasses.fields(cls) if f.init}
+        for key in getattr(recipe.train, section) or {}:
+            where = _where(recipe.path, _lines_of(recipe), ("train", section, key))
+            if key in RESERVED_SFT:
+                raise RecipeError(
+                    f"{where}: train.{section}.{key}: set by cot-factory, not a recipe"
+                )
+            if key not in names:
+                close = difflib.get_close_matches(key, names, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise RecipeError(
+                    f"{where}: train.{section}.{key}: not a {cls.__name__} option{hint}"
+                )
+    built = [plan.name for plan in plan_configs(recipe)]
+    for i, config in enumerate(recipe.train.configs or []):
+        if config not in built:
+            where = _where(recipe.path, _lines_of(recipe), ("train", "configs", i))
+            raise RecipeError(
+                f"{where}: train.configs[{i}]: {config!r} is not built by this "
+                f"recipe (configs: {', '.join(built)})"
+            )
+
+
+def _lines_of(recipe: Recipe) -> dict:
+    return _key_lines(yaml.compose(recipe.path.read_text())) if recipe.path else {}
 
 
 def load_recipe(path: str | Path) -> Recipe:

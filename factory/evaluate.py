@@ -1,0 +1,120 @@
+"""Stage 6, evaluate: a model (or base + adapter) on held-out problems.
+
+Greedy batched generation with left padding (`factory.inference`), the same answer extractor as
+verification, accuracy with a 95% Wilson interval, and every prediction kept.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from factory.answers import extract_answer, is_correct
+from factory.prompts import student_messages
+from factory.recipe import EvalSpec
+from factory.sources import Problem
+
+log = logging.getLogger(__name__)
+METRICS, PREDICTIONS = "eval_results.json", "predictions.jsonl"
+
+
+def wilson_interval(correct: int, total: int, z: float = 1.96) -> tuple[float, float]:
+    """The 95% Wilson score interval of a proportion: honest at small n and near 0 or 1."""
+    if total == 0:
+        return 0.0, 0.0
+    p = correct / total
+    centre = (p + z * z / (2 * total)) / (1 + z * z / total)
+    margin = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / (1 + z * z / total)
+    return max(0.0, centre - margin), min(1.0, centre + margin)
+
+
+def load_student(model: str, adapter: Path | str | None, home: Path):
+    """A model ready to generate: the base, with the adapter merged in when there is one."""
+    from factory.inference import load_for_generation
+
+    base, tokenizer = load_for_generation(model, home)
+    if adapter is None:
+        return base, tokenizer
+    from peft import PeftModel
+    from transformers import AutoTokenizer
+
+    if (Path(adapter) / "tokenizer_config.json").is_file():  # the template training used
+        tokenizer = AutoTokenizer.from_pretrained(adapter, padding_side="left")
+    merged = PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
+    return merged.eval(), tokenizer
+
+
+def evaluate(
+    model,
+    tokenizer,
+    problems: list[Problem],
+    task: str,
+    spec: EvalSpec,
+    out: Path | None = None,
+    label: str = "model",
+) -> dict[str, Any]:
+    """Accuracy on `problems`; predictions and metrics are written to `out` when given."""
+    from factory.inference import generate_batch
+
+    problems = problems[: spec.limit] if spec.limit else problems
+    # Similar lengths batch together: less padding, same greedy outputs.
+    order = sorted(range(len(problems)), key=lambda i: len(problems[i].question))
+    outputs: dict[int, dict] = {}
+    batches = [order[i : i + spec.batch_size] for i in range(0, len(order), spec.batch_size)]
+    for batch in tqdm(batches, desc=f"eval {label}", unit="batch"):
+        chats = [
+            student_messages(problems[i].question, task=task, choices=problems[i].choices)
+            for i in batch
+        ]
+        responses = generate_batch(model, tokenizer, chats, max_new_tokens=spec.max_new_tokens)
+        outputs.update(zip(batch, responses, strict=True))
+    predictions = [_prediction(problems[i], outputs[i], task) for i in range(len(problems))]
+    metrics = summarize(predictions)
+    if out is not None:
+        write_results(out, metrics, predictions)
+    return metrics
+
+
+def summarize(predictions: list[dict]) -> dict[str, Any]:
+    correct, total = sum(p["correct"] for p in predictions), len(predictions)
+    low, high = wilson_interval(correct, total)
+    return {
+        "accuracy": correct / total if total else 0.0,
+        "ci95": [round(low, 4), round(high, 4)],
+        "correct": correct,
+        "total": total,
+        "answered": sum(p["predicted_answer"] is not None for p in predictions),
+        "truncated": sum(p["finish_reason"] == "length" for p in predictions),
+    }
+
+
+def _prediction(problem: Problem, response: dict, task: str) -> dict:
+    predicted = extract_answer(response["text"], task, problem.choices)
+    return {
+        "id": problem.id,
+        "question": problem.question,
+        "answer": problem.answer,
+        "output": response["text"],
+        "predicted_answer": predicted,
+        "correct": is_correct(predicted, problem.answer, task),
+        "finish_reason": response["finish_reason"],
+        "completion_tokens": response["usage"]["completion_tokens"],
+    }
+
+
+def write_results(out: Path, metrics: dict, predictions: list[dict]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    with (out / PREDICTIONS).open("w") as f:
+        for row in predictions:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    (out / METRICS).write_text(json.dumps(metrics, indent=2) + "\n")
+
+
+def read_metrics(out: Path) -> dict | None:
+    path = out / METRICS
+    return json.loads(path.read_text()) if path.is_file() else None

@@ -1,0 +1,300 @@
+"""Training and evaluating students with the real TRL, PEFT and transformers on a tiny model."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from factory.evaluate import evaluate, load_student, wilson_interval
+from factory.launch import accelerate_config, launch_command
+from factory.pipeline import build_dataset, run_recipe
+from factory.recipe import RecipeError, check_training, load_recipe
+from factory.sources import Problem
+from factory.train import train_student
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST_SFT = {
+    "learning_rate": 1e-2,
+    "num_train_epochs": 10,
+    "per_device_train_batch_size": 4,
+    "logging_steps": 1,
+}
+
+
+def toy_recipe(
+    tmp_path: Path,
+    model_dir: Path,
+    *,
+    lora: dict | None = None,
+    sft: dict | None = None,
+    name: str = "toy",
+) -> Path:
+    recipe = {
+        "description": "Single-digit sums, answer only.",
+        "source": {
+            "kind": "gym",
+            "dataset": "chain_sum",
+            "train": 16,
+            "test": 8,
+            "seed": 0,
+            "options": {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1},
+        },
+        "cot": {"answer_only": True},
+        "dataset": {"repo_id": "local/toy", "license": "mit"},
+        "students": [{"model": str(model_dir), "name": "tiny"}],
+        "train": {
+            "lora": {"r": 8, "lora_alpha": 16} if lora is None else lora,
+            "sft": {**FAST_SFT, **(sft or {})},
+        },
+        "eval": {"max_new_tokens": 8, "batch_size": 8},
+    }
+    if lora == "full":
+        recipe["train"]["lora"] = None
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    return path
+
+
+@pytest.fixture
+def toy(tmp_path, tiny_model_dir, home):
+    recipe = load_recipe(toy_recipe(tmp_path, tiny_model_dir))
+    return recipe, build_dataset(recipe, home), home
+
+
+def train(recipe, built, home, out: Path):
+    return train_student(recipe, recipe.students[0], "answer-only", built.dataset_dir, out, home)
+
+
+def test_lora_training_logs_falling_loss_and_changes_only_the_adapter(
+    toy, tmp_path, tiny_model_dir
+):
+    recipe, built, home = toy
+    result = train(recipe, built, home, tmp_path / "run")
+    losses = [point["loss"] for point in result.metrics["loss_history"]]
+    assert len(losses) == result.metrics["steps"] == 40
+    assert sum(losses[-4:]) / 4 < sum(losses[:4]) / 4 - 0.5, losses
+    assert result.metrics["train_tokens"] > 0 and result.metrics["tokens_per_second"] > 0
+
+    adapter = load_file(result.adapter_dir / "adapter_model.safetensors")
+    lora_b = [t for name, t in adapter.items() if "lora_B" in name]
+    assert lora_b and all(t.abs().sum() > 0 for t in lora_b), "LoRA B starts at zero and moved"
+    assert not any("lora" not in name for name in adapter), "only adapter weights are saved"
+    config = json.loads((result.adapter_dir / "adapter_config.json").read_text())
+    assert config["r"] == 8 and config["lora_alpha"] == 16 and config["peft_type"] == "LORA"
+
+    from transformers import AutoModelForCausalLM
+
+    fresh = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    model, _ = load_student(str(tiny_model_dir), None, home)
+    for (name, before), (_, after) in zip(
+        fresh.state_dict().items(), model.state_dict().items(), strict=True
+    ):
+        assert torch.equal(before, after), f"base weight {name} changed"
+
+
+def test_training_is_seeded_and_skips_finished_runs(toy, tmp_path):
+    recipe, built, home = toy
+    first = train(recipe, built, home, tmp_path / "a")
+    second = train(recipe, built, home, tmp_path / "b")
+    a = load_file(first.adapter_dir / "adapter_model.safetensors")
+    b = load_file(second.adapter_dir / "adapter_model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    stamp = (tmp_path / "a" / "training_metrics.json").stat().st_mtime
+    again = train(recipe, built, home, tmp_path / "a")
+    assert again.metrics == first.metrics
+    assert (tmp_path / "a" / "training_metrics.json").stat().st_mtime == stamp
+
+
+def test_adapter_reloads_with_the_same_generations(toy, tmp_path, tiny_model_dir):
+    recipe, built, home = toy
+    result = train(recipe, built, home, tmp_path / "run")
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(result.adapter_dir)
+    prompt = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "1 + 2 ="}],
+        add_generation_prompt=True,
+        return_tensors="pt",
+        return_dict=True,
+    )
+    peft = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(tiny_model_dir), result.adapter_dir
+    ).eval()
+    merged, _ = load_student(str(tiny_model_dir), result.adapter_dir, home)
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+
+    def greedy(model):
+        return model.generate(**prompt, max_new_tokens=6, do_sample=False)[0].tolist()
+
+    assert greedy(peft) == greedy(merged)
+    assert greedy(peft) != greedy(base), "the adapter changes what the model says"
+
+
+def test_evaluation_is_deterministic_and_saved(toy, tmp_path):
+    recipe, built, home = toy
+    result = train(recipe, built, home, tmp_path / "run")
+    model, tokenizer = load_student(recipe.students[0].model, result.adapter_dir, home)
+    problems = [
+        Problem(**json.loads(line))
+        for line in (built.run_dir / "problems" / "test.jsonl").read_text().splitlines()
+    ]
+    first = evaluate(model, tokenizer, problems, "math", recipe.eval, tmp_path / "e1")
+    second = evaluate(model, tokenizer, problems, "math", recipe.eval, tmp_path / "e2")
+    assert first == second and first["total"] == len(problems) == 8
+    assert first["correct"] == sum(
+        json.loads(line)["correct"] for line in (tmp_path / "e1" / "predictions.jsonl").open()
+    )
+    assert (tmp_path / "e1" / "predictions.jsonl").read_text() == (
+        tmp_path / "e2" / "predictions.jsonl"
+    ).read_text()
+    assert first["ci95"] == [round(x, 4) for x in wilson_interval(first["correct"], 8)]
+
+
+def test_wilson_interval_matches_known_values():
+    low, high = wilson_interval(53, 300)  # 17.7%: the paper-scale level-3 result
+    assert abs(low - 0.1379) < 1e-3 and abs(high - 0.2236) < 1e-3
+    assert wilson_interval(0, 10)[0] == 0.0 and 0.27 < wilson_interval(0, 10)[1] < 0.28
+    assert wilson_interval(10, 10)[1] == 1.0
+
+
+def test_full_fine_tuning_changes_base_weights(tmp_path, tiny_model_dir, home):
+    recipe = load_recipe(
+        toy_recipe(
+            tmp_path,
+            tiny_model_dir,
+            lora="full",
+            sft={"num_train_epochs": 1, "learning_rate": 1e-3},
+        )
+    )
+    built = build_dataset(recipe, home)
+    result = train(recipe, built, home, tmp_path / "full")
+    saved = load_file(result.adapter_dir / "model.safetensors")
+    original = load_file(tiny_model_dir / "model.safetensors")
+    assert not (result.adapter_dir / "adapter_config.json").exists()
+    assert any(not torch.equal(saved[k], original[k]) for k in original if k in saved)
+
+
+def test_interrupted_training_resumes_from_its_checkpoint(tmp_path, tiny_model_dir, home):
+    path = toy_recipe(
+        tmp_path,
+        tiny_model_dir,
+        sft={"save_steps": 4, "save_total_limit": 2, "num_train_epochs": 20},
+    )
+    recipe = load_recipe(path)
+    built = build_dataset(recipe, home)
+    out = built.run_dir / "students" / "tiny" / "answer-only"
+    command = [sys.executable, "-m", "factory.cli", "train", str(path), "--home", str(home)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while not list(out.glob("checkpoints/checkpoint-*/trainer_state.json")):
+        assert process.poll() is None and time.time() < deadline, "no checkpoint appeared"
+        time.sleep(0.05)
+    time.sleep(0.3)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (out / "training_metrics.json").exists(), "killed before it finished"
+    step = max(int(p.name.split("-")[1]) for p in out.glob("checkpoints/checkpoint-*"))
+
+    resumed = train_student(recipe, recipe.students[0], "answer-only", built.dataset_dir, out, home)
+    assert resumed.metrics["resumed_from"] == f"checkpoint-{step}" and step < 80
+    assert resumed.metrics["steps"] == 80
+    assert not (out / "checkpoints").exists(), "checkpoints are removed once the adapter is saved"
+    straight = train_student(
+        recipe, recipe.students[0], "answer-only", built.dataset_dir, tmp_path / "straight", home
+    )
+    a = load_file(resumed.adapter_dir / "adapter_model.safetensors")
+    b = load_file(straight.adapter_dir / "adapter_model.safetensors")
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a), "resuming changes nothing"
+
+
+# --- recipe checks, launch, and the whole run -------------------------------------------------
+
+
+def test_training_options_are_checked_against_trl_and_peft(tmp_path, tiny_model_dir):
+    typo = load_recipe(toy_recipe(tmp_path, tiny_model_dir, sft={"learning_rat": 1e-4}))
+    with pytest.raises(
+        RecipeError,
+        match=r"toy.yaml:\d+: train.sft.learning_rat: not a "
+        r"SFTConfig option \(did you mean 'learning_rate'\?\)",
+    ):
+        check_training(typo)
+    reserved = load_recipe(toy_recipe(tmp_path, tiny_model_dir, sft={"output_dir": "x"}))
+    with pytest.raises(RecipeError, match="train.sft.output_dir: set by cot-factory"):
+        check_training(reserved)
+    bad_lora = load_recipe(toy_recipe(tmp_path, tiny_model_dir, lora={"rank": 4}))
+    with pytest.raises(RecipeError, match="train.lora.rank: not a LoraConfig option"):
+        check_training(bad_lora)
+    text = toy_recipe(tmp_path, tiny_model_dir).read_text()
+    text = text.replace("train:\n", "train:\n  configs: [cot-L9]\n")
+    (tmp_path / "toy.yaml").write_text(text)
+    with pytest.raises(RecipeError, match="train.configs\\[0\\]: 'cot-L9' is not built"):
+        check_training(load_recipe(tmp_path / "toy.yaml"))
+
+
+@pytest.mark.parametrize("name", ["ddp", "zero2", "zero3", "fsdp"])
+def test_accelerate_configs_and_launch_command(name, tmp_path):
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    config = load_config_from_file(str(accelerate_config(name)))
+    assert config.distributed_type.value in ("MULTI_GPU", "DEEPSPEED", "FSDP")
+    command = launch_command(Path("recipes/x.yaml"), name, ["tiny"], ["cot-L3"], tmp_path)
+    assert Path(command[0]).name == "accelerate" and command[1] == "launch"
+    assert command[2:4] == ["--config_file", str(ROOT / "recipes" / "accelerate" / f"{name}.yaml")]
+    assert command[4:] == [
+        "-m",
+        "factory.cli",
+        "train",
+        "recipes/x.yaml",
+        "--student",
+        "tiny",
+        "--config",
+        "cot-L3",
+        "--home",
+        str(tmp_path),
+    ]
+
+
+def test_run_trains_evaluates_cards_and_publishes(tmp_path, tiny_model_dir, home):
+    from huggingface_hub import ModelCard
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    recipe = load_recipe(toy_recipe(tmp_path, tiny_model_dir))
+    built, results = run_recipe(recipe, home)
+    (result,) = results
+    assert result.repo_id == "local/tiny-toy-answer-only" and len(result.commit) == 40
+    card = ModelCard.load(result.folder / "README.md")
+    assert card.data.library_name == "peft" and card.data.pipeline_tag == "text-generation"
+    assert card.data.base_model == str(tiny_model_dir) and card.data.datasets == ["local/toy"]
+    (entry,) = card.data.eval_results
+    manifest = json.loads((built.run_dir / "manifest.json").read_text())
+    assert entry.dataset_type == "local/toy" and entry.dataset_config == "problems"
+    assert entry.dataset_split == "test"
+    assert entry.dataset_revision == manifest["published_dataset"]["commit"]
+    assert entry.metric_type == "accuracy"
+    assert entry.metric_value == round(result.distilled["accuracy"], 4)
+    assert "cot-factory run recipe.yaml --student tiny --config answer-only" in card.text
+    assert f"| {100 * result.base['accuracy']:.1f}% |" in card.text
+    for name in ("recipe.yaml", "eval_results.json", "predictions.jsonl", "adapter_config.json"):
+        assert (result.folder / name).is_file(), name
+    assert not (result.folder / "training_args.bin").exists()
+    reloaded = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(tiny_model_dir), str(result.folder)
+    )
+    assert any("lora_A" in n for n, _ in reloaded.named_parameters())
+    entry = manifest["student:tiny:answer-only"]
+    assert entry["commit"] == result.commit and entry["accuracy"] == result.distilled["accuracy"]
+
+    _, again = run_recipe(recipe, home)
+    assert again[0].commit == result.commit, "a re-run trains nothing and publishes nothing new"
