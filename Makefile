@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 quickstart: $(STAMP)
-	HF_HUB_OFFLINE=1 $(BIN)/cot-factory build recipes/quickstart.yaml --publish --home $(QUICKSTART_HOME)
+	HF_HUB_OFFLINE=1 $(BIN)/cot-factory run recipes/quickstart.yaml --home $(QUICKSTART_HOME)
 
 test: $(STAMP)
 	$(BIN)/ruff check .

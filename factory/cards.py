@@ -215,7 +215,6 @@ def render_model_card(
         base_model_note=base_model_note,
         config=config,
         dataset_repo=dataset_repo,
-        dataset_link=_dataset_link(dataset_repo),
         dataset_revision=dataset_revision,
         supervision=supervision,
         teacher=teacher,
@@ -235,10 +234,6 @@ def render_model_card(
         pct=lambda x: f"{100 * x:.1f}%",
         interval=lambda ci: f"[{100 * ci[0]:.1f}%, {100 * ci[1]:.1f}%]",
     )
-
-
-def _dataset_link(repo_id: str) -> str:
-    return f"https://huggingface.co/datasets/{repo_id}"
 
 
 def _significance(base: dict, distilled: dict) -> str:

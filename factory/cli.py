@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import warnings
 from pathlib import Path
 
 from factory import __version__
@@ -24,6 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     for noisy in ("httpx", "httpcore", "openai"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if args.verbose else logging.WARNING)
+    if not args.verbose:  # upstream deprecation notices are not the user's to act on
+        warnings.filterwarnings("ignore", category=FutureWarning)
     try:
         return args.command(args) or 0
     except Exception as err:

@@ -70,7 +70,9 @@ def sft_options(recipe: Recipe) -> dict[str, Any]:
     import torch
 
     # TRL defaults to bf16, which CPUs and older GPUs refuse.
-    defaults = {**DEFAULT_SFT, "bf16": torch.cuda.is_available() and torch.cuda.is_bf16_supported()}
+    gpu = torch.cuda.is_available()
+    defaults = {**DEFAULT_SFT, "bf16": gpu and torch.cuda.is_bf16_supported(),
+                "dataloader_pin_memory": gpu}
     if recipe.train.lora is None:
         defaults["learning_rate"] = DEFAULT_FULL_FT_LR
     return {**defaults, **recipe.train.sft}

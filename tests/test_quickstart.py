@@ -1,5 +1,6 @@
 """`recipes/quickstart.yaml` end to end, as `make quickstart` runs it: real SmolLM2-135M teacher
-in-process, reasoning-gym problems, verification, card, publish, offline."""
+in-process, reasoning-gym problems, verification, dataset card, then a SmolLM2 LoRA student per
+config trained, evaluated against its base, carded and published, offline."""
 
 from __future__ import annotations
 
@@ -75,3 +76,27 @@ def test_quickstart_builds_verifies_and_publishes(quickstart):
             assert len(rows) == stats["kept"]
     assert len(load_dataset(str(snapshot), "problems", split="test")) == 10
     assert (home / "models" / "smollm2-135m" / "model.safetensors").is_file()
+
+
+def test_quickstart_students_are_trained_evaluated_and_published(quickstart):
+    from huggingface_hub import ModelCard
+
+    home, stdout = quickstart
+    run = next((home / "runs").glob("quickstart-*"))
+    manifest = json.loads((run / "manifest.json").read_text())
+    trained = {k.split(":")[2]: v for k, v in manifest.items() if k.startswith("student:")}
+    declared = [c for c, s in manifest["configs"].items() if s["kept"]]
+    assert sorted(trained) == sorted(declared)
+    for config, entry in trained.items():
+        folder = Path(entry["path"])
+        card = ModelCard.load(folder / "README.md")
+        assert card.data.base_model == "HuggingFaceTB/SmolLM2-135M-Instruct"
+        assert card.data.library_name == "peft"
+        assert card.data.eval_results[0].metric_value == round(entry["accuracy"], 4)
+        assert "dequantized" in card.text.lower()
+        results = json.loads((folder / "eval_results.json").read_text())
+        assert results["total"] == 10 and results["accuracy"] == entry["accuracy"]
+        assert f"card: {folder / 'README.md'}" in stdout
+        base = f"{100 * entry['base_accuracy']:.1f}%"
+        line = next(x for x in stdout.splitlines() if x.startswith("smollm2-135m") and config in x)
+        assert base in line and f"{100 * entry['accuracy']:.1f}%" in line
