@@ -298,3 +298,49 @@ def test_run_trains_evaluates_cards_and_publishes(tmp_path, tiny_model_dir, home
 
     _, again = run_recipe(recipe, home)
     assert again[0].commit == result.commit, "a re-run trains nothing and publishes nothing new"
+
+
+def test_eval_command_on_a_published_adapter(tmp_path, tiny_model_dir, home):
+    recipe_path = toy_recipe(tmp_path, tiny_model_dir)
+    _, (result,) = run_recipe(load_recipe(recipe_path), home)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "factory.cli",
+            "eval",
+            str(recipe_path),
+            "--adapter",
+            result.repo_id,
+            "--model",
+            str(tiny_model_dir),
+            "--home",
+            str(home),
+            "--out",
+            str(tmp_path / "ev"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    metrics = json.loads((tmp_path / "ev" / "eval_results.json").read_text())
+    assert metrics == result.distilled, "the same adapter evaluates the same from the registry"
+    assert f"accuracy {100 * metrics['accuracy']:.1f}%" in out.stdout
+    missing = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "factory.cli",
+            "eval",
+            str(recipe_path),
+            "--adapter",
+            "local/none",
+            "--home",
+            str(home),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert missing.returncode == 2 and "no model repo 'local/none'" in missing.stderr
