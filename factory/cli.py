@@ -71,8 +71,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = command("build", cmd_build, "source -> generate -> verify -> build a dataset folder")
     sub.add_argument("recipe", type=Path)
     sub.add_argument("--publish", action="store_true", help="publish it to the registry after")
-    sub = command("publish", cmd_publish, "publish a recipe's built dataset to the local registry")
+    sub = command("publish", cmd_publish, "publish a recipe's built dataset to its target")
     sub.add_argument("recipe", type=Path)
+    _target(sub, "where to publish (default: the recipe's `target`, else local)")
     sub = command(
         "run",
         cmd_run,
@@ -81,6 +82,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub.add_argument("recipe", type=Path)
     _student_filters(sub)
+    _target(sub, "where to publish (default: the recipe's `target`, else local)")
     sub = command("train", cmd_train, "train students on the built dataset (no evaluation)")
     sub.add_argument("recipe", type=Path)
     _student_filters(sub)
@@ -96,16 +98,31 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument(
         "--model", help="base model (Hub id, path, smollm2-135m); default: the adapter's base"
     )
-    sub.add_argument("--adapter", help="adapter folder or registry repo id")
-    sub.add_argument("--revision", help="registry revision of --adapter")
+    sub.add_argument("--adapter", help="adapter folder or published repo id")
+    sub.add_argument("--revision", help="revision of --adapter")
+    _target(sub, "where --adapter is published (default: local)", default="local")
     sub.add_argument("--limit", type=int, help="evaluate on the first N test problems")
     sub.add_argument("--out", type=Path, help="where to write predictions and metrics")
-    sub = command("pull", cmd_pull, "get a published repo (dataset or model) from the registry")
+    sub = command("pull", cmd_pull, "get a published dataset, model or Space")
     sub.add_argument("repo_id", help="namespace/name")
     sub.add_argument("--revision", help="branch, tag or commit (default: main)")
     sub.add_argument("--repo-type", choices=["dataset", "model", "space"])
-    sub.add_argument("--to", type=Path, help="copy the files to this folder")
+    sub.add_argument("--to", type=Path, help="put the files in this folder")
+    _target(sub, "where to pull from (default: local)", default="local")
+    sub = command(
+        "reproduce",
+        cmd_reproduce,
+        "retrain and re-evaluate a published student from "
+        "the recipe and dataset revision its repo records; compare with its card",
+    )
+    sub.add_argument("repo_id", help="the student's adapter repo, namespace/name")
+    sub.add_argument("--revision", help="branch, tag or commit (default: main)")
+    _target(sub, "where the repo is (default: local)", default="local")
     return parser
+
+
+def _target(sub: argparse.ArgumentParser, help: str, default: str | None = None) -> None:
+    sub.add_argument("--target", choices=["local", "hf"], default=default, help=help)
 
 
 def _student_filters(sub: argparse.ArgumentParser) -> None:
@@ -138,7 +155,7 @@ def cmd_run(args) -> None:
 
     recipe = load_recipe(args.recipe)
     built, results = run_recipe(
-        recipe, home_dir(args.home), students=args.student, configs=args.config
+        recipe, home_dir(args.home), students=args.student, configs=args.config, target=args.target
     )
     print(_summary(built))
     print(_student_summary(results))
@@ -192,7 +209,9 @@ def cmd_eval(args) -> None:
     from factory.sources import load_problems
 
     recipe, home = load_recipe(args.recipe), home_dir(args.home)
-    adapter = _adapter_path(args.adapter, args.revision, home) if args.adapter else None
+    adapter = (
+        _adapter_path(args.adapter, args.revision, args.target, home) if args.adapter else None
+    )
     model = args.model or (_adapter_base(adapter) if adapter else None)
     if model is None:
         raise SystemExit("error: give --model, --adapter, or both")
@@ -212,13 +231,12 @@ def cmd_eval(args) -> None:
     print(f"predictions: {out}")
 
 
-def _adapter_path(adapter: str, revision: str | None, home: Path) -> Path:
+def _adapter_path(adapter: str, revision: str | None, target: str, home: Path) -> Path:
     if Path(adapter).is_dir():
         return Path(adapter)
-    from factory.hub import LocalRegistry
-    from factory.paths import registry_dir
+    from factory.publish import make_target
 
-    return LocalRegistry(registry_dir(home)).resolve(adapter, revision, "model").path
+    return make_target(target, home).pull(adapter, revision, "model").path
 
 
 def _adapter_base(adapter: Path) -> str:
@@ -246,36 +264,61 @@ def cmd_publish(args) -> None:
     from factory.paths import home_dir
     from factory.recipe import load_recipe
 
-    _publish(load_recipe(args.recipe), home_dir(args.home))
+    _publish(load_recipe(args.recipe), home_dir(args.home), args.target)
 
 
-def _publish(recipe, home: Path) -> None:
+def _publish(recipe, home: Path, target: str | None = None) -> None:
     from factory.publish import publish_dataset
 
-    published = publish_dataset(recipe, home)
+    published = publish_dataset(recipe, home, target)
     state = "new commit" if published.created else "unchanged, no new commit"
     print(
         f"published dataset {published.repo_id} @ {published.commit[:12]} ({state}), "
         f"tag {recipe.tag}"
     )
-    print(f"  files: {published.path}")
-    print(f"  load:  datasets.load_dataset({str(published.path)!r}, CONFIG)")
+    where = published.path or published.url
+    print(f"  files: {where}")
+    print(
+        f"  load:  datasets.load_dataset({str(published.path or published.repo_id)!r}, CONFIG"
+        f"{'' if published.path else f', revision={recipe.tag!r}'})"
+    )
 
 
 def cmd_pull(args) -> None:
-    import shutil
+    from factory.paths import home_dir
+    from factory.publish import make_target
 
-    from factory.hub import LocalRegistry
-    from factory.paths import home_dir, registry_dir
-
-    registry = LocalRegistry(registry_dir(home_dir(args.home)))
-    found = registry.resolve(args.repo_id, args.revision, args.repo_type)
-    path = found.path
-    if args.to:
-        shutil.copytree(found.path, args.to, dirs_exist_ok=True)
-        path = args.to
+    target = make_target(args.target, home_dir(args.home))
+    found = target.pull(args.repo_id, args.revision, args.repo_type, args.to)
     print(f"{found.repo_type} {found.repo_id} @ {found.commit}")
-    print(path)
+    print(found.path)
+
+
+def cmd_reproduce(args) -> None:
+    from factory.paths import home_dir
+    from factory.reproduce import reproduce
+
+    result = reproduce(args.repo_id, args.revision, args.target, home_dir(args.home))
+    meta = result.meta
+    print(
+        f"reproduced {result.adapter.repo_id} @ {result.adapter.commit[:12]}: student "
+        f"{meta['student']} on {meta['config']}, dataset {meta['dataset_repo']} @ "
+        f"{result.dataset.commit[:12]}"
+    )
+    print(f"{'':<12} {'accuracy':>9} {'95% interval':>16} {'n':>5}")
+    for label, metrics in (("card", result.published), ("reproduced", result.reproduced)):
+        low, high = metrics["ci95"]
+        print(
+            f"{label:<12} {100 * metrics['accuracy']:>8.1f}% "
+            f"{f'[{100 * low:.1f}, {100 * high:.1f}]':>16} {metrics['total']:>5}"
+        )
+    low, high = result.published["ci95"]
+    inside = low <= result.reproduced["accuracy"] <= high
+    print(
+        f"{'difference':<12} {100 * result.difference:>+7.1f} pp "
+        f"({'within' if inside else 'outside'} the card's 95% interval)"
+    )
+    print(f"outputs: {result.out}")
 
 
 def _summary(result) -> str:

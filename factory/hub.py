@@ -1,27 +1,27 @@
-"""Publishing targets. `local`: a registry on disk laid out like the Hub and versioned.
+"""The Hugging Face Hub target: the only module that talks to `HfApi`.
 
-A repo lives at `registry/{datasets,models,spaces}/{namespace}/{name}/` with
-`snapshots/{commit}/` (the full folder as published), `refs/main`, `refs/tags/{tag}` (each holding
-a 40-hex commit id) and `commits.jsonl` (the history). A commit id is a SHA-1 over the folder's
-content and its parent, so publishing an unchanged folder makes no new commit. Every snapshot is a
-plain folder: `load_dataset(snapshot, config)` and `PeftModel.from_pretrained(base, snapshot)` read
-it as they would a Hub download.
+Publishing is `create_repo(exist_ok=True)`, one `upload_folder` commit (files the folder no
+longer has are deleted), and a tag naming the recipe hash on that commit. A folder identical to
+the repo's head makes no commit. Every call is retried on 429 (honouring `Retry-After`), 5xx and
+dropped connections; anything else becomes a `HubError` that says which repo and what to do. The
+token comes from `HF_TOKEN` or `hf auth login` and is never written or logged.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
-import os
-import shutil
+import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
 
 REPO_TYPES = {"dataset": "datasets", "model": "models", "space": "spaces"}
+RETRIES, BACKOFF, MAX_WAIT = 5, 1.0, 60.0
 
 
 class HubError(RuntimeError):
@@ -33,8 +33,9 @@ class Published:
     repo_id: str
     repo_type: str
     commit: str
-    path: Path
+    path: Path | None  # a local folder holding the files (registry snapshot or download)
     created: bool  # False when the folder was already the latest commit
+    url: str | None = None
 
 
 def git_blob_sha(data: bytes) -> str:
@@ -42,119 +43,196 @@ def git_blob_sha(data: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
-def tree_sha(folder: Path) -> str:
-    """A content hash of a folder: every relative path with its blob id."""
-    entries = sorted(
-        f"{p.relative_to(folder).as_posix()} {git_blob_sha(p.read_bytes())}"
-        for p in folder.rglob("*")
-        if p.is_file()
-    )
-    return hashlib.sha1("\n".join(entries).encode()).hexdigest()
+class HfHub:
+    """Publish to and pull from the Hub (or any Hub-compatible endpoint the `HfApi` points at)."""
 
+    def __init__(self, api=None):
+        from huggingface_hub import HfApi
 
-class LocalRegistry:
-    def __init__(self, root: Path):
-        self.root = root
-
-    def repo_dir(self, repo_id: str, repo_type: str) -> Path:
-        if repo_type not in REPO_TYPES:
-            raise HubError(f"unknown repo type {repo_type!r} (use {', '.join(REPO_TYPES)})")
-        return self.root / REPO_TYPES[repo_type] / repo_id
+        self.api = api or HfApi()
 
     def publish(
-        self, folder: Path, repo_id: str, repo_type: str, *, tag: str | None, message: str
+        self,
+        folder: Path,
+        repo_id: str,
+        repo_type: str,
+        *,
+        tag: str | None,
+        message: str,
+        private: bool = False,
     ) -> Published:
-        """Commit `folder` as the new `main` of the repo (unless unchanged) and tag it."""
-        repo = self.repo_dir(repo_id, repo_type)
-        parent = _read_ref(repo / "refs" / "main")
-        tree = tree_sha(folder)
-        head = self._commit_record(repo, parent) if parent else None
-        created = not head or head["tree"] != tree
-        commit = _commit_id(tree, parent, message) if created else parent
+        """Make `folder` the head of the repo (unless it already is) and tag that commit."""
+        self._require_token(repo_id)
+        sdk = {"space_sdk": "gradio"} if repo_type == "space" else {}
+        self._call(
+            repo_id,
+            self.api.create_repo,
+            repo_id,
+            repo_type=repo_type,
+            private=private,
+            exist_ok=True,
+            **sdk,
+        )
+        head = self._call(repo_id, self.api.repo_info, repo_id, repo_type=repo_type).sha
+        created = not self._same_files(folder, repo_id, repo_type)
         if created:
-            snapshot = repo / "snapshots" / commit
-            tmp = snapshot.with_name(commit + ".tmp")
-            shutil.rmtree(tmp, ignore_errors=True)
-            shutil.copytree(folder, tmp)
-            tmp.rename(snapshot)
-            record = {
-                "commit": commit,
-                "parent": parent,
-                "tree": tree,
-                "message": message,
-                "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            }
-            with (repo / "commits.jsonl").open("a") as log_file:
-                log_file.write(json.dumps(record) + "\n")
-            _write_ref(repo / "refs" / "main", commit)
-        if tag:
-            self._tag(repo, tag, commit)
-        return Published(repo_id, repo_type, commit, repo / "snapshots" / commit, created)
-
-    def resolve(
-        self, repo_id: str, revision: str | None = None, repo_type: str | None = None
-    ) -> Published:
-        """The snapshot of a revision (branch `main`, a tag, or a full or short commit id)."""
-        repo_type = repo_type or self.find_type(repo_id)
-        repo = self.repo_dir(repo_id, repo_type)
-        if not repo.is_dir():
-            raise HubError(f"no {repo_type} repo {repo_id!r} in the local registry {self.root}")
-        revision = revision or "main"
-        commit = _read_ref(repo / "refs" / "tags" / revision) or _read_ref(repo / "refs" / revision)
-        if commit is None:
-            matches = [
-                p.name
-                for p in (repo / "snapshots").iterdir()
-                if p.name.startswith(revision) and not p.name.endswith(".tmp")
-            ]
-            commit = matches[0] if len(revision) >= 7 and len(matches) == 1 else None
-        if commit is None:
-            raise HubError(
-                f"{repo_type} repo {repo_id!r} has no revision {revision!r} "
-                f"(tags: {', '.join(self.tags(repo_id, repo_type)) or 'none'})"
+            info = self._call(
+                repo_id,
+                self.api.upload_folder,
+                repo_id=repo_id,
+                folder_path=str(folder),
+                repo_type=repo_type,
+                commit_message=message,
+                delete_patterns="*",
+                parent_commit=head,
             )
-        return Published(repo_id, repo_type, commit, repo / "snapshots" / commit, False)
+            head = info.oid
+        if tag:
+            self._tag(repo_id, repo_type, tag, head)
+        url = f"{self.api.endpoint}/{_prefix(repo_type)}{repo_id}"
+        return Published(repo_id, repo_type, head, None, created, url)
 
-    def find_type(self, repo_id: str) -> str:
-        found = [t for t in REPO_TYPES if self.repo_dir(repo_id, t).is_dir()]
-        if not found:
-            raise HubError(f"no repo {repo_id!r} in the local registry {self.root}")
-        if len(found) > 1:
-            raise HubError(f"{repo_id!r} names a {' and a '.join(found)}: pass --repo-type")
-        return found[0]
+    def pull(
+        self, repo_id: str, revision: str | None, repo_type: str | None, to: Path | None = None
+    ) -> Published:
+        """Download a revision (default `main`); the type is found when not given."""
+        from huggingface_hub import snapshot_download
 
-    def tags(self, repo_id: str, repo_type: str) -> list[str]:
-        tag_dir = self.repo_dir(repo_id, repo_type) / "refs" / "tags"
-        return sorted(p.name for p in tag_dir.iterdir()) if tag_dir.is_dir() else []
+        repo_type = repo_type or self._find_type(repo_id)
+        info = self._call(
+            repo_id, self.api.repo_info, repo_id, repo_type=repo_type, revision=revision
+        )
+        path = self._call(
+            repo_id,
+            snapshot_download,
+            repo_id,
+            repo_type=repo_type,
+            revision=info.sha,
+            local_dir=str(to) if to else None,
+            endpoint=self.api.endpoint,
+            token=self.api.token,
+        )
+        return Published(
+            repo_id,
+            repo_type,
+            info.sha,
+            Path(path),
+            False,
+            f"{self.api.endpoint}/{_prefix(repo_type)}{repo_id}",
+        )
 
-    def history(self, repo_id: str, repo_type: str) -> list[dict]:
-        path = self.repo_dir(repo_id, repo_type) / "commits.jsonl"
-        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    def _find_type(self, repo_id: str) -> str:
+        from huggingface_hub.errors import RepositoryNotFoundError
 
-    def _commit_record(self, repo: Path, commit: str) -> dict:
-        path = repo / "commits.jsonl"
-        records = [json.loads(line) for line in path.read_text().splitlines()]
-        return next(r for r in records if r["commit"] == commit)
+        for repo_type in ("model", "dataset", "space"):
+            try:
+                self._call(repo_id, self.api.repo_info, repo_id, repo_type=repo_type)
+                return repo_type
+            except HubError as err:
+                if not isinstance(err.__cause__, RepositoryNotFoundError):
+                    raise
+        raise HubError(f"no repo {repo_id!r} on {self.api.endpoint} (or the token cannot see it)")
 
-    def _tag(self, repo: Path, tag: str, commit: str) -> None:
-        path = repo / "refs" / "tags" / tag
-        previous = _read_ref(path)
-        if previous and previous != commit:
-            log.warning("tag %s moves from %s to %s", tag, previous[:8], commit[:8])
-        _write_ref(path, commit)
+    def _same_files(self, folder: Path, repo_id: str, repo_type: str) -> bool:
+        remote = {
+            f.path: f
+            for f in self._call(
+                repo_id,
+                lambda: list(self.api.list_repo_tree(repo_id, repo_type=repo_type, recursive=True)),
+            )
+            if hasattr(f, "blob_id") and f.path != ".gitattributes"
+        }
+        local = {p.relative_to(folder).as_posix(): p for p in folder.rglob("*") if p.is_file()}
+        if set(remote) != set(local):
+            return False
+        return all(_same_content(local[path], remote[path]) for path in local)
+
+    def _tag(self, repo_id: str, repo_type: str, tag: str, commit: str) -> None:
+        refs = self._call(repo_id, self.api.list_repo_refs, repo_id, repo_type=repo_type)
+        current = next((t.target_commit for t in refs.tags if t.name == tag), None)
+        if current == commit:
+            return
+        if current:
+            log.warning("tag %s on %s moves from %s to %s", tag, repo_id, current[:8], commit[:8])
+            self._call(repo_id, self.api.delete_tag, repo_id, tag=tag, repo_type=repo_type)
+        self._call(
+            repo_id, self.api.create_tag, repo_id, tag=tag, revision=commit, repo_type=repo_type
+        )
+
+    def _require_token(self, repo_id: str) -> None:
+        from huggingface_hub import get_token
+
+        if not (self.api.token or get_token()):
+            raise HubError(
+                f"cannot publish {repo_id}: no Hugging Face token. Set HF_TOKEN or "
+                "run `hf auth login` (a token with write access)"
+            )
+
+    def _call(self, repo_id: str, fn: Callable, *args, **kwargs) -> Any:
+        """Call the Hub, retrying what is worth retrying; explain what is not."""
+        for attempt in range(RETRIES + 1):
+            try:
+                return fn(*args, **kwargs)
+            except Exception as err:
+                wait = _retry_wait(err, attempt)
+                if wait is None or attempt == RETRIES:
+                    raise _explain(err, repo_id, self.api.endpoint, attempt) from err
+                log.warning(
+                    "Hub call for %s failed (%s); retrying in %.1fs", repo_id, _short(err), wait
+                )
+                time.sleep(wait)
+        raise AssertionError("unreachable")
 
 
-def _commit_id(tree: str, parent: str | None, message: str) -> str:
-    payload = f"tree {tree}\nparent {parent or ''}\ntime {time.time_ns()}\n\n{message}"
-    return hashlib.sha1(payload.encode()).hexdigest()
+def _same_content(local: Path, remote) -> bool:
+    data = local.read_bytes()
+    if remote.lfs:
+        return hashlib.sha256(data).hexdigest() == remote.lfs.sha256
+    return git_blob_sha(data) == remote.blob_id
 
 
-def _read_ref(path: Path) -> str | None:
-    return path.read_text().strip() if path.is_file() else None
+def _status(err: Exception) -> int | None:
+    response = getattr(err, "response", None)
+    return getattr(response, "status_code", None)
 
 
-def _write_ref(path: Path, commit: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(commit + "\n")
-    os.replace(tmp, path)
+def _retry_wait(err: Exception, attempt: int) -> float | None:
+    """Seconds to wait before retrying `err`, or None when retrying cannot help."""
+    import httpx
+
+    status = _status(err)
+    if isinstance(err, httpx.TransportError) or status in (429, 500, 502, 503, 504):
+        after = getattr(getattr(err, "response", None), "headers", {}).get("Retry-After")
+        if after and after.isdigit():
+            return min(float(after), MAX_WAIT)
+        return min(BACKOFF * 2**attempt, MAX_WAIT) * (0.75 + 0.5 * random.random())
+    return None
+
+
+def _explain(err: Exception, repo_id: str, endpoint: str, attempt: int) -> HubError:
+    status = _status(err)
+    messages = {
+        401: "the Hub refused the token (401): check HF_TOKEN or `hf auth login`",
+        403: f"the token may not write to {repo_id} (403): it needs write access to the "
+        f"namespace {repo_id.split('/')[0]!r}",
+        404: f"{repo_id} (or that revision or file) does not exist on {endpoint}, or the token "
+        "cannot see it (404)",
+        409: f"{repo_id} changed while publishing (409 conflict): publish again",
+        412: f"{repo_id} changed while publishing (412: its head moved): publish again",
+    }
+    if status in messages:
+        return HubError(f"{messages[status]}. Nothing was published.")
+    tries = f" after {attempt + 1} attempts" if attempt else ""
+    return HubError(
+        f"the Hub call for {repo_id} failed{tries}: {_short(err)}. Nothing was published."
+    )
+
+
+def _short(err: Exception) -> str:
+    status = _status(err)
+    text = str(err).splitlines()[0] if str(err) else type(err).__name__
+    return f"{status} {text}" if status and str(status) not in text else text
+
+
+def _prefix(repo_type: str) -> str:
+    return {"model": "", "dataset": "datasets/", "space": "spaces/"}[repo_type]

@@ -22,6 +22,7 @@ from factory import __version__
 from factory.recipe import Recipe
 
 log = logging.getLogger(__name__)
+ADAPTER_META = "cot_factory.json"  # what `reproduce` needs: student, config, dataset revision
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,7 @@ def run_recipe(
     *,
     students: list[str] | None = None,
     configs: list[str] | None = None,
+    target: str | None = None,
 ) -> tuple[BuildResult, list[StudentResult]]:
     """The whole pipeline: build and publish the dataset, then train, evaluate, card and publish
     every student on every config (or the ones named)."""
@@ -129,14 +131,17 @@ def run_recipe(
     if not chosen:
         known = ", ".join(student_name(s) for s in recipe.students) or "none"
         raise RecipeError(f"{recipe.path}: no student to train (students: {known})")
+    target = target or recipe.target
     built = build_dataset(recipe, home)
-    dataset = publish_dataset(recipe, home)
+    dataset = publish_dataset(recipe, home, target)
     wanted = configs or recipe.train.configs or list(built.stats)
     results = []
     for student in chosen:
         for config in wanted:
             if built.stats.get(config, {}).get("kept"):
-                results.append(distill(recipe, student, config, built, dataset.commit, home))
+                results.append(
+                    distill(recipe, student, config, built, dataset.commit, home, target)
+                )
             else:
                 log.warning(
                     "config %s has no training rows: %s is not trained on it",
@@ -147,12 +152,17 @@ def run_recipe(
 
 
 def distill(
-    recipe: Recipe, student, config: str, built: BuildResult, dataset_commit: str, home: Path
+    recipe: Recipe,
+    student,
+    config: str,
+    built: BuildResult,
+    dataset_commit: str,
+    home: Path,
+    target: str = "local",
 ) -> StudentResult:
     """Train one student on one config, evaluate it against its base, card and publish it."""
     from factory.evaluate import evaluate, load_student, read_metrics
-    from factory.hub import LocalRegistry
-    from factory.paths import registry_dir
+    from factory.publish import publish_folder, record
     from factory.recipe import student_name
     from factory.train import train_student
 
@@ -178,28 +188,29 @@ def distill(
     _finish_adapter_folder(
         recipe, student, config, built, dataset_commit, base, distilled, trained, repo_id, home
     )
-    published = LocalRegistry(registry_dir(home)).publish(
+    published = publish_folder(
         trained.adapter_dir,
         repo_id,
         "model",
-        tag=recipe.tag,
-        message=f"cot-factory: {name} distilled on {config} ({recipe.tag})",
+        recipe,
+        home,
+        target,
+        f"cot-factory: {name} distilled on {config} ({recipe.tag})",
     )
     update_manifest(
         built.run_dir,
         {
             f"student:{name}:{config}": {
-                "repo_id": repo_id,
-                "commit": published.commit,
-                "path": str(published.path),
+                **record(published, target, recipe.tag),
                 "base_accuracy": base["accuracy"],
                 "accuracy": distilled["accuracy"],
                 "ci95": distilled["ci95"],
             }
         },
     )
+    folder = published.path or trained.adapter_dir
     return StudentResult(
-        name, config, repo_id, published.commit, published.path, base, distilled, trained.metrics
+        name, config, repo_id, published.commit, folder, base, distilled, trained.metrics
     )
 
 
@@ -254,12 +265,27 @@ def _finish_adapter_folder(
         adapter_config.write_text(json.dumps(settings, indent=2) + "\n")
     if recipe.path:
         shutil.copyfile(recipe.path, folder / "recipe.yaml")
+    (folder / ADAPTER_META).write_text(
+        json.dumps(
+            {
+                "student": student_name(student),
+                "student_model": student.model,
+                "config": config,
+                "dataset_repo": recipe.dataset.repo_id,
+                "dataset_revision": dataset_commit,
+                "recipe": recipe.name,
+                "recipe_hash": recipe.hash,
+                "tag": recipe.tag,
+                "cot_factory_version": __version__,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     stats = built.stats[config]
     if stats["format"]:
-        supervision = (
-            f"chain-of-thought rationales by `{stats['teacher']}`, "
-            f"{describe(stats['format'], stats['level'])}"
-        )
+        shape = describe(stats["format"], stats["level"]).split(": ")[0]
+        supervision = f"chain-of-thought rationales by `{stats['teacher']}` ({shape})"
     elif config == "answer-only":
         supervision = "the gold answers alone, with no rationale"
     else:

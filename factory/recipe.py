@@ -196,6 +196,7 @@ class SpaceSpec(Strict):
 class Recipe(Strict):
     name: str
     description: str = ""
+    target: Literal["local", "hf"] = Field("local", description="where `publish` and `run` publish")
     source: Source
     teacher: list[Teacher] = Field([], description="one teacher, or a list to compare")
     cot: Cot = Cot()

@@ -71,8 +71,11 @@ def sft_options(recipe: Recipe) -> dict[str, Any]:
 
     # TRL defaults to bf16, which CPUs and older GPUs refuse.
     gpu = torch.cuda.is_available()
-    defaults = {**DEFAULT_SFT, "bf16": gpu and torch.cuda.is_bf16_supported(),
-                "dataloader_pin_memory": gpu}
+    defaults = {
+        **DEFAULT_SFT,
+        "bf16": gpu and torch.cuda.is_bf16_supported(),
+        "dataloader_pin_memory": gpu,
+    }
     if recipe.train.lora is None:
         defaults["learning_rate"] = DEFAULT_FULL_FT_LR
     return {**defaults, **recipe.train.sft}
@@ -140,11 +143,19 @@ def _trainer(
 
 
 def _last_checkpoint(folder: Path) -> str | None:
+    """The newest complete checkpoint. The Trainer writes `trainer_state.json` last, so a
+    checkpoint without it was cut short (killed mid-save) and is removed, not resumed from."""
     if not folder.is_dir():
         return None
-    from transformers.trainer_utils import get_last_checkpoint
-
-    return get_last_checkpoint(str(folder))
+    complete = []
+    for checkpoint in folder.glob("checkpoint-*"):
+        if (checkpoint / "trainer_state.json").is_file():
+            complete.append(checkpoint)
+        else:
+            log.warning("removing the incomplete checkpoint %s", checkpoint)
+            shutil.rmtree(checkpoint)
+    newest = max(complete, key=lambda p: int(p.name.split("-")[1]), default=None)
+    return str(newest) if newest else None
 
 
 def _metrics(trainer, output, seconds: float, config: str) -> dict[str, Any]:

@@ -11,7 +11,7 @@ import pytest
 from datasets import load_dataset
 from test_build import synthetic_recipe
 
-COMMANDS = ["validate", "build", "publish", "pull"]
+COMMANDS = ["validate", "build", "publish", "run", "train", "eval", "pull", "reproduce"]
 HEAVY = [
     "torch",
     "transformers",

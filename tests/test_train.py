@@ -204,10 +204,15 @@ def test_interrupted_training_resumes_from_its_checkpoint(tmp_path, tiny_model_d
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     assert not (out / "training_metrics.json").exists(), "killed before it finished"
-    step = max(int(p.name.split("-")[1]) for p in out.glob("checkpoints/checkpoint-*"))
+    complete = out.glob("checkpoints/checkpoint-*/trainer_state.json")
+    step = max(int(p.parent.name.split("-")[1]) for p in complete)
+    cut_short = out / "checkpoints" / "checkpoint-999"  # as if killed while saving
+    cut_short.mkdir(exist_ok=True)
+    (cut_short / "model.safetensors").write_bytes(b"partial")
 
     resumed = train_student(recipe, recipe.students[0], "answer-only", built.dataset_dir, out, home)
     assert resumed.metrics["resumed_from"] == f"checkpoint-{step}" and step < 80
+    assert not cut_short.exists()
     assert resumed.metrics["steps"] == 80
     assert not (out / "checkpoints").exists(), "checkpoints are removed once the adapter is saved"
     straight = train_student(

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from factory.hub import HubError, LocalRegistry, git_blob_sha, tree_sha
+from factory.hub import HubError, git_blob_sha
+from factory.registry import LocalRegistry, tree_sha
 
 
 def folder(tmp_path, name: str, files: dict[str, str]):
@@ -42,9 +43,9 @@ def test_publish_versions_tags_and_resolves(tmp_path):
     assert second.created and second.commit != first.commit
     assert (first.path / "README.md").read_text() == "first"
     assert (second.path / "data/train.txt").read_text() == "b"
-    assert registry.resolve("me/ds").commit == second.commit
-    assert registry.resolve("me/ds", "recipe-aaa").path == first.path
-    assert registry.resolve("me/ds", first.commit[:8]).commit == first.commit
+    assert registry.pull("me/ds").commit == second.commit
+    assert registry.pull("me/ds", "recipe-aaa").path == first.path
+    assert registry.pull("me/ds", first.commit[:8]).commit == first.commit
     assert registry.tags("me/ds", "dataset") == ["recipe-aaa", "recipe-bbb"]
     history = registry.history("me/ds", "dataset")
     assert [h["commit"] for h in history] == [first.commit, second.commit]
@@ -55,14 +56,14 @@ def test_publish_versions_tags_and_resolves(tmp_path):
 def test_resolve_errors_name_the_repo_and_revision(tmp_path):
     registry = LocalRegistry(tmp_path / "registry")
     with pytest.raises(HubError, match="no repo 'me/none'"):
-        registry.resolve("me/none")
+        registry.pull("me/none")
     registry.publish(folder(tmp_path, "f", {"a": "1"}), "me/ds", "dataset", tag="t1", message="m")
     with pytest.raises(HubError, match=r"has no revision 'v9' \(tags: t1\)"):
-        registry.resolve("me/ds", "v9")
+        registry.pull("me/ds", "v9")
     registry.publish(folder(tmp_path, "g", {"a": "2"}), "me/ds", "model", tag=None, message="m")
     with pytest.raises(HubError, match="names a dataset and a model: pass --repo-type"):
-        registry.resolve("me/ds")
-    assert registry.resolve("me/ds", repo_type="model").repo_type == "model"
+        registry.pull("me/ds")
+    assert registry.pull("me/ds", repo_type="model").repo_type == "model"
 
 
 def test_snapshot_is_immutable_after_later_publishes(tmp_path):
