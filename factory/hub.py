@@ -63,6 +63,25 @@ class HfHub:
     ) -> Published:
         """Make `folder` the head of the repo (unless it already is) and tag that commit."""
         self._require_token(repo_id)
+        try:
+            head, created = self._commit(folder, repo_id, repo_type, message, private)
+        except HubError as err:
+            raise HubError(f"{err} Nothing was published to {repo_id}.") from err.__cause__
+        if tag:
+            try:
+                self._tag(repo_id, repo_type, tag, head)
+            except HubError as err:
+                raise HubError(
+                    f"{err} Commit {head} is on {repo_id} but not tagged {tag}: "
+                    "publish again to tag it."
+                ) from err.__cause__
+        url = f"{self.api.endpoint}/{_prefix(repo_type)}{repo_id}"
+        return Published(repo_id, repo_type, head, None, created, url)
+
+    def _commit(
+        self, folder: Path, repo_id: str, repo_type: str, message: str, private: bool
+    ) -> tuple[str, bool]:
+        """The repo's head after making it hold `folder`, and whether that took a new commit."""
         sdk = {"space_sdk": "gradio"} if repo_type == "space" else {}
         self._call(
             repo_id,
@@ -74,8 +93,9 @@ class HfHub:
             **sdk,
         )
         head = self._call(repo_id, self.api.repo_info, repo_id, repo_type=repo_type).sha
-        created = not self._same_files(folder, repo_id, repo_type)
-        if created:
+        if self._same_files(folder, repo_id, repo_type):
+            return head, False
+        try:
             info = self._call(
                 repo_id,
                 self.api.upload_folder,
@@ -86,11 +106,13 @@ class HfHub:
                 delete_patterns="*",
                 parent_commit=head,
             )
-            head = info.oid
-        if tag:
-            self._tag(repo_id, repo_type, tag, head)
-        url = f"{self.api.endpoint}/{_prefix(repo_type)}{repo_id}"
-        return Published(repo_id, repo_type, head, None, created, url)
+            return info.oid, True
+        except HubError:
+            # A commit can land while its answer is lost; the retry then finds the head moved.
+            if not self._same_files(folder, repo_id, repo_type):
+                raise
+            log.warning("the commit to %s landed although its answer was lost", repo_id)
+            return self._call(repo_id, self.api.repo_info, repo_id, repo_type=repo_type).sha, True
 
     def pull(
         self, repo_id: str, revision: str | None, repo_type: str | None, to: Path | None = None
@@ -168,17 +190,17 @@ class HfHub:
                 "run `hf auth login` (a token with write access)"
             )
 
-    def _call(self, repo_id: str, fn: Callable, *args, **kwargs) -> Any:
-        """Call the Hub, retrying what is worth retrying; explain what is not."""
+    def _call(self, repo: str, fn: Callable, /, *args, **kwargs) -> Any:
+        """Call the Hub about `repo`, retrying what is worth retrying; explain what is not."""
         for attempt in range(RETRIES + 1):
             try:
                 return fn(*args, **kwargs)
             except Exception as err:
                 wait = _retry_wait(err, attempt)
                 if wait is None or attempt == RETRIES:
-                    raise _explain(err, repo_id, self.api.endpoint, attempt) from err
+                    raise _explain(err, repo, self.api.endpoint, attempt) from err
                 log.warning(
-                    "Hub call for %s failed (%s); retrying in %.1fs", repo_id, _short(err), wait
+                    "Hub call for %s failed (%s); retrying in %.1fs", repo, _short(err), wait
                 )
                 time.sleep(wait)
         raise AssertionError("unreachable")
@@ -196,12 +218,16 @@ def _status(err: Exception) -> int | None:
     return getattr(response, "status_code", None)
 
 
+def _dropped(err: Exception) -> bool:
+    """A connection refused, reset or closed without an answer. Matched by name: huggingface_hub
+    has moved between HTTP clients (requests, httpx, httpx2), all with a `TransportError`."""
+    names = {cls.__name__ for cls in type(err).__mro__}
+    return bool(names & {"TransportError", "ConnectionError"})
+
+
 def _retry_wait(err: Exception, attempt: int) -> float | None:
     """Seconds to wait before retrying `err`, or None when retrying cannot help."""
-    import httpx
-
-    status = _status(err)
-    if isinstance(err, httpx.TransportError) or status in (429, 500, 502, 503, 504):
+    if _dropped(err) or _status(err) in (429, 500, 502, 503, 504):
         after = getattr(getattr(err, "response", None), "headers", {}).get("Retry-After")
         if after and after.isdigit():
             return min(float(after), MAX_WAIT)
@@ -221,11 +247,9 @@ def _explain(err: Exception, repo_id: str, endpoint: str, attempt: int) -> HubEr
         412: f"{repo_id} changed while publishing (412: its head moved): publish again",
     }
     if status in messages:
-        return HubError(f"{messages[status]}. Nothing was published.")
+        return HubError(f"{messages[status]}.")
     tries = f" after {attempt + 1} attempts" if attempt else ""
-    return HubError(
-        f"the Hub call for {repo_id} failed{tries}: {_short(err)}. Nothing was published."
-    )
+    return HubError(f"the Hub call for {repo_id} failed{tries}: {_short(err)}.")
 
 
 def _short(err: Exception) -> str:
