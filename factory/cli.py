@@ -51,8 +51,8 @@ def _is_user_error(err: Exception) -> bool:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cot-factory",
-        description="Build chain-of-thought distillation datasets from a YAML recipe and "
-        "publish them Hub-style.",
+        description="Chain-of-thought distillation from one YAML recipe: build verified CoT "
+        "datasets, train and evaluate students, publish everything Hub-style, try them in a Space.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -103,6 +103,54 @@ def _parser() -> argparse.ArgumentParser:
     _target(sub, "where --adapter is published (default: local)", default="local")
     sub.add_argument("--limit", type=int, help="evaluate on the first N test problems")
     sub.add_argument("--out", type=Path, help="where to write predictions and metrics")
+    sub = command(
+        "sweep",
+        cmd_sweep,
+        "train and evaluate every student x config x seed (resumes), then write the report",
+    )
+    sub.add_argument("recipe", type=Path)
+    _student_filters(sub)
+    sub.add_argument(
+        "--seeds",
+        type=lambda s: [int(x) for x in s.split(",")],
+        help="comma-separated seeds (default: the recipe's train.seeds)",
+    )
+    sub = command(
+        "report",
+        cmd_report,
+        "write the report of a recipe's finished runs: tables, plots, a recommendation per student",
+    )
+    sub.add_argument("recipe", type=Path)
+    sub.add_argument(
+        "--publish",
+        action="store_true",
+        help="also put it in the dataset card and the Space, and republish both",
+    )
+    _target(sub, "where to republish (default: the recipe's `target`)")
+    space = commands.add_parser(
+        "space",
+        help="the Gradio Space to try the students",
+        description="the Gradio Space to try the students",
+    )
+    space_commands = space.add_subparsers(title="space commands", required=True, metavar="COMMAND")
+    sub = space_commands.add_parser("build", help="write (and publish) the recipe's Space folder")
+    sub.add_argument("--home", type=Path, help="state directory (default: $COT_FACTORY_HOME)")
+    sub.add_argument("-v", "--verbose", action="store_true", help="debug logs and tracebacks")
+    sub.set_defaults(command=cmd_space_build)
+    sub.add_argument("recipe", type=Path)
+    sub.add_argument("--publish", action="store_true", help="publish the folder to the target")
+    _target(
+        sub,
+        "local paths or Hub ids in the config, and where to publish (default: the "
+        "recipe's `target`)",
+    )
+    sub = command(
+        "demo",
+        cmd_demo,
+        "open the Space locally: a recipe (its Space is built first) or a Space folder",
+    )
+    sub.add_argument("source", type=Path, help="a recipe file or a Space folder")
+    sub.add_argument("--port", type=int, default=7860)
     sub = command("pull", cmd_pull, "get a published dataset, model or Space")
     sub.add_argument("repo_id", help="namespace/name")
     sub.add_argument("--revision", help="branch, tag or commit (default: main)")
@@ -159,11 +207,17 @@ def cmd_run(args) -> None:
     )
     print(_summary(built))
     print(_student_summary(results))
+    if results:
+        target = args.target or recipe.target
+        _space(recipe, home_dir(args.home), target, publish=True)
+        home_flag = f" --home {args.home}" if args.home else ""
+        print(f"try the students side by side: cot-factory demo {args.recipe}{home_flag}")
 
 
 def cmd_train(args) -> None:
     from factory.launch import launch_command, run_launch
     from factory.paths import home_dir, run_dir
+    from factory.pipeline import student_dir
     from factory.recipe import check_training, load_recipe, student_name
     from factory.train import train_student
 
@@ -187,8 +241,10 @@ def cmd_train(args) -> None:
         if args.student and student_name(student) not in args.student:
             continue
         for config in configs:
-            out = run / "students" / student_name(student) / config
-            result = train_student(recipe, student, config, dataset, out, home)
+            out = student_dir(run, student_name(student), config, recipe.train.seeds[0])
+            result = train_student(
+                recipe, student, config, dataset, out, home, recipe.train.seeds[0]
+            )
             print(
                 f"{student_name(student)} on {config}: loss {result.metrics.get('train_loss')}, "
                 f"adapter {result.adapter_dir}"
@@ -282,6 +338,94 @@ def _publish(recipe, home: Path, target: str | None = None) -> None:
         f"  load:  datasets.load_dataset({str(published.path or published.repo_id)!r}, CONFIG"
         f"{'' if published.path else f', revision={recipe.tag!r}'})"
     )
+
+
+def cmd_sweep(args) -> None:
+    from factory.paths import home_dir
+    from factory.recipe import load_recipe
+    from factory.sweep import sweep
+
+    recipe = load_recipe(args.recipe)
+    out = sweep(
+        recipe, home_dir(args.home), students=args.student, configs=args.config, seeds=args.seeds
+    )
+    _print_report(out)
+
+
+def cmd_report(args) -> None:
+    from factory.paths import home_dir
+    from factory.recipe import load_recipe
+    from factory.report import write_report
+
+    recipe, home = load_recipe(args.recipe), home_dir(args.home)
+    out = write_report(recipe, home)
+    _print_report(out)
+    if args.publish:
+        from factory.paths import run_dir
+        from factory.report import add_results_to_card
+
+        target = args.target or recipe.target
+        add_results_to_card(run_dir(home, recipe.name, recipe.hash) / "dataset" / "README.md", out)
+        _publish(recipe, home, target)
+        _space(recipe, home, target, publish=True)
+
+
+def _print_report(out: Path) -> None:
+    import json
+
+    results = json.loads((out / "results.json").read_text())
+    for student, advice in results["recommendations"].items():
+        print(f"{student}: {advice['text']}")
+    print(f"report: {out / 'report.md'}")
+
+
+def cmd_space_build(args) -> None:
+    from factory.paths import home_dir
+    from factory.recipe import load_recipe
+
+    recipe, home = load_recipe(args.recipe), home_dir(args.home)
+    _space(recipe, home, args.target or recipe.target, publish=args.publish)
+
+
+def _space(recipe, home: Path, target: str, publish: bool) -> Path:
+    from factory.space import build_space, space_repo
+
+    folder = build_space(recipe, home, target)
+    print(f"space folder: {folder}")
+    if publish:
+        from factory.publish import publish_folder
+
+        published = publish_folder(
+            folder,
+            space_repo(recipe),
+            "space",
+            recipe,
+            home,
+            target,
+            f"cot-factory: demo of recipe {recipe.name} ({recipe.tag})",
+        )
+        print(
+            f"published space {published.repo_id} @ {published.commit[:12]}: "
+            f"{published.path or published.url}"
+        )
+    return folder
+
+
+def cmd_demo(args) -> None:
+    import os
+    import subprocess
+
+    folder = args.source
+    if folder.is_file():
+        from factory.paths import home_dir
+        from factory.recipe import load_recipe
+
+        folder = _space(load_recipe(folder), home_dir(args.home), "local", publish=False)
+    if not (folder / "app.py").is_file():
+        raise SystemExit(f"error: {folder} is neither a recipe nor a Space folder (no app.py)")
+    print(f"opening the demo on http://127.0.0.1:{args.port} (Ctrl+C to stop)")
+    env = {**os.environ, "GRADIO_SERVER_PORT": str(args.port)}
+    subprocess.run([sys.executable, "app.py"], cwd=folder, env=env, check=False)
 
 
 def cmd_pull(args) -> None:

@@ -161,29 +161,13 @@ def distill(
     target: str = "local",
 ) -> StudentResult:
     """Train one student on one config, evaluate it against its base, card and publish it."""
-    from factory.evaluate import evaluate, load_student, read_metrics
     from factory.publish import publish_folder, record
     from factory.recipe import student_name
-    from factory.train import train_student
 
     name = student_name(student)
-    test = _test_problems(built)
-    base = _base_metrics(recipe, student, test, built.run_dir / "students" / name / "base", home)
-    trained = train_student(
-        recipe, student, config, built.dataset_dir, built.run_dir / "students" / name / config, home
+    base, trained, distilled = train_and_evaluate(
+        recipe, student, config, recipe.train.seeds[0], built, home
     )
-    distilled = read_metrics(trained.adapter_dir)
-    if distilled is None:
-        model, tokenizer = load_student(student.model, trained.adapter_dir, home)
-        distilled = evaluate(
-            model,
-            tokenizer,
-            test,
-            recipe.source.task,
-            recipe.eval,
-            trained.adapter_dir,
-            label=f"{name} {config}",
-        )
     repo_id = recipe.adapter_repo(student, config)
     _finish_adapter_folder(
         recipe, student, config, built, dataset_commit, base, distilled, trained, repo_id, home
@@ -205,6 +189,7 @@ def distill(
                 "base_accuracy": base["accuracy"],
                 "accuracy": distilled["accuracy"],
                 "ci95": distilled["ci95"],
+                "n": distilled["total"],
             }
         },
     )
@@ -212,6 +197,46 @@ def distill(
     return StudentResult(
         name, config, repo_id, published.commit, folder, base, distilled, trained.metrics
     )
+
+
+def student_dir(run: Path, student: str, config: str, seed: int) -> Path:
+    """Where one training run lives: `students/{student}/{config}/seed-{seed}`."""
+    return run / "students" / student / config / f"seed-{seed}"
+
+
+def train_and_evaluate(
+    recipe: Recipe, student, config: str, seed: int, built: BuildResult, home: Path
+):
+    """The base model's metrics, the trained adapter and its metrics; finished work is reused."""
+    from factory.evaluate import evaluate, load_student, read_metrics
+    from factory.recipe import student_name
+    from factory.train import train_student
+
+    name = student_name(student)
+    test = _test_problems(built)
+    base = _base_metrics(recipe, student, test, built.run_dir / "students" / name / "base", home)
+    trained = train_student(
+        recipe,
+        student,
+        config,
+        built.dataset_dir,
+        student_dir(built.run_dir, name, config, seed),
+        home,
+        seed,
+    )
+    distilled = read_metrics(trained.adapter_dir)
+    if distilled is None:
+        model, tokenizer = load_student(student.model, trained.adapter_dir, home)
+        distilled = evaluate(
+            model,
+            tokenizer,
+            test,
+            recipe.source.task,
+            recipe.eval,
+            trained.adapter_dir,
+            label=f"{name} {config} seed {seed}",
+        )
+    return base, trained, distilled
 
 
 def _test_problems(built: BuildResult):

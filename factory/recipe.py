@@ -179,6 +179,7 @@ class TrainSpec(Strict):
     configs: list[str] | None = Field(None, description="dataset configs to train on; default all")
     lora: dict[str, Any] | None = Field({}, description="peft.LoraConfig options; null: full FT")
     sft: dict[str, Any] = Field({}, description="trl.SFTConfig options")
+    seeds: list[int] = Field([0], min_length=1, description="`run` uses the first; `sweep` all")
 
 
 class EvalSpec(Strict):
@@ -189,8 +190,11 @@ class EvalSpec(Strict):
 
 
 class SpaceSpec(Strict):
-    repo_id: str | None = None
+    repo_id: str | None = Field(None, description="default `{dataset namespace}/{recipe}-demo`")
     title: str | None = None
+    student: str | None = Field(None, description="whose adapters to show; default the first")
+    configs: list[str] | None = Field(None, description="which configs; default all trained")
+    hardware: str = "cpu-basic"
 
 
 class Recipe(Strict):

@@ -37,8 +37,6 @@ DEFAULT_SFT: dict[str, Any] = {
     "save_steps": 50,
     "save_total_limit": 1,
     "report_to": "none",
-    "seed": 0,
-    "data_seed": 0,
 }
 DEFAULT_FULL_FT_LR = 2e-5
 DEFAULT_LORA: dict[str, Any] = {
@@ -48,7 +46,14 @@ DEFAULT_LORA: dict[str, Any] = {
     "target_modules": "all-linear",
     "task_type": "CAUSAL_LM",
 }
-RESERVED_SFT = {"output_dir", "completion_only_loss", "assistant_only_loss", "dataset_text_field"}
+RESERVED_SFT = {  # SFTConfig options cot-factory sets itself, and why
+    "output_dir": "set by cot-factory (the run folder)",
+    "seed": "set by cot-factory: list seeds in train.seeds",
+    "data_seed": "set by cot-factory: list seeds in train.seeds",
+    "completion_only_loss": "set by cot-factory (always on the completion)",
+    "assistant_only_loss": "set by cot-factory (always on the completion)",
+    "dataset_text_field": "set by cot-factory (rows are prompt-completion)",
+}
 # A plain template for base models that ship none: the adapter saves it, so evaluation and the
 # demo format prompts exactly as training did.
 FALLBACK_CHAT_TEMPLATE = (
@@ -65,8 +70,9 @@ class TrainResult:
     metrics: dict[str, Any]
 
 
-def sft_options(recipe: Recipe) -> dict[str, Any]:
-    """SFTConfig keyword arguments: our CPU-friendly defaults, then the recipe's `train.sft`."""
+def sft_options(recipe: Recipe, seed: int | None = None) -> dict[str, Any]:
+    """SFTConfig keyword arguments: our CPU-friendly defaults, the recipe's `train.sft`, and the
+    seed (default: the recipe's first)."""
     import torch
 
     # TRL defaults to bf16, which CPUs and older GPUs refuse.
@@ -78,7 +84,8 @@ def sft_options(recipe: Recipe) -> dict[str, Any]:
     }
     if recipe.train.lora is None:
         defaults["learning_rate"] = DEFAULT_FULL_FT_LR
-    return {**defaults, **recipe.train.sft}
+    seed = recipe.train.seeds[0] if seed is None else seed
+    return {**defaults, **recipe.train.sft, "seed": seed, "data_seed": seed}
 
 
 def lora_options(recipe: Recipe) -> dict[str, Any] | None:
@@ -87,7 +94,13 @@ def lora_options(recipe: Recipe) -> dict[str, Any] | None:
 
 
 def train_student(
-    recipe: Recipe, student: Student, config: str, dataset_dir: Path, out: Path, home: Path
+    recipe: Recipe,
+    student: Student,
+    config: str,
+    dataset_dir: Path,
+    out: Path,
+    home: Path,
+    seed: int | None = None,
 ) -> TrainResult:
     """Train `student` on `config` of the built dataset; the adapter lands in `out/adapter`.
     A finished run is not trained again; an interrupted one resumes from its checkpoint."""
@@ -95,7 +108,7 @@ def train_student(
     if (out / DONE).is_file():
         log.info("%s on %s: already trained, skipping", student.model, config)
         return TrainResult(adapter_dir, json.loads((out / DONE).read_text()))
-    trainer = _trainer(recipe, student, config, dataset_dir, out, home)
+    trainer = _trainer(recipe, student, config, dataset_dir, out, home, seed)
     checkpoint = _last_checkpoint(out / "checkpoints")
     if checkpoint:
         log.info("resuming from %s", checkpoint)
@@ -112,7 +125,13 @@ def train_student(
 
 
 def _trainer(
-    recipe: Recipe, student: Student, config: str, dataset_dir: Path, out: Path, home: Path
+    recipe: Recipe,
+    student: Student,
+    config: str,
+    dataset_dir: Path,
+    out: Path,
+    home: Path,
+    seed: int | None,
 ):
     import torch
     from datasets import load_dataset
@@ -135,7 +154,7 @@ def _trainer(
     lora = lora_options(recipe)
     return SFTTrainer(
         model=model,
-        args=SFTConfig(output_dir=str(out / "checkpoints"), **sft_options(recipe)),
+        args=SFTConfig(output_dir=str(out / "checkpoints"), **sft_options(recipe, seed)),
         train_dataset=rows,
         processing_class=tokenizer,
         peft_config=LoraConfig(**lora) if lora else None,

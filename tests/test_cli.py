@@ -11,7 +11,8 @@ import pytest
 from datasets import load_dataset
 from test_build import synthetic_recipe
 
-COMMANDS = ["validate", "build", "publish", "run", "train", "eval", "pull", "reproduce"]
+COMMANDS = ["validate", "build", "publish", "run", "train", "eval", "sweep", "report", "demo",
+            "pull", "reproduce"]
 HEAVY = [
     "torch",
     "transformers",

@@ -1,0 +1,259 @@
+"""Stage 8, report: what the runs say about which supervision suits each student.
+
+Reads every finished run of a recipe (student x config x seed), pools seeds, and writes a
+Markdown report with PNG plots as in the paper: accuracy against granularity per student with
+95% interval bars and the base model as a reference line, accuracy by format and by teacher, a
+table of every run, and a recommendation per student that says plainly when the best
+configuration is not separated from the next by more than the intervals.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from factory.evaluate import METRICS, wilson_interval
+from factory.paths import run_dir
+from factory.recipe import Recipe
+from factory.train import DONE
+
+REPORT = "report.md"
+
+
+@dataclass
+class RunResult:
+    """One student on one config, pooled over its seeds."""
+
+    student: str
+    config: str
+    teacher: str
+    format: str | None
+    level: int | None
+    seeds: list[int]
+    accuracies: list[float]
+    correct: int
+    total: int
+    train_seconds: float
+    mean_steps: float | None
+    mean_tokens: float | None
+    teacher_accuracy: float | None
+    ci95: list[float] = field(default_factory=list)
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.total if self.total else 0.0
+
+    @property
+    def spread(self) -> float:
+        return statistics.stdev(self.accuracies) if len(self.accuracies) > 1 else 0.0
+
+
+def collect(recipe: Recipe, home: Path) -> tuple[list[RunResult], dict[str, dict]]:
+    """Every finished run, and each student's base-model metrics."""
+    run = run_dir(home, recipe.name, recipe.hash)
+    manifest = json.loads((run / "manifest.json").read_text())
+    stats = manifest["configs"]
+    results, bases = [], {}
+    for student_dir in sorted((run / "students").glob("*")):
+        base = _read(student_dir / "base" / METRICS)
+        if base:
+            bases[student_dir.name] = base
+        for config_dir in sorted(p for p in student_dir.iterdir() if p.name in stats):
+            result = _pooled(student_dir.name, config_dir, stats[config_dir.name])
+            if result:
+                results.append(result)
+    return results, bases
+
+
+def _pooled(student: str, config_dir: Path, stats: dict) -> RunResult | None:
+    seeds, metrics, seconds = [], [], []
+    for seed_dir in sorted(config_dir.glob("seed-*"), key=lambda p: int(p.name[5:])):
+        evaluated = _read(seed_dir / "adapter" / METRICS)
+        trained = _read(seed_dir / DONE)
+        if evaluated and trained:
+            seeds.append(int(seed_dir.name[5:]))
+            metrics.append(evaluated)
+            seconds.append(trained["seconds"])
+    if not metrics:
+        return None
+    correct, total = sum(m["correct"] for m in metrics), sum(m["total"] for m in metrics)
+    return RunResult(
+        student=student,
+        config=config_dir.name,
+        teacher=stats["teacher"],
+        format=stats["format"],
+        level=stats["level"],
+        seeds=seeds,
+        accuracies=[m["accuracy"] for m in metrics],
+        correct=correct,
+        total=total,
+        train_seconds=statistics.mean(seconds),
+        mean_steps=stats["mean_steps"],
+        mean_tokens=stats["mean_tokens"],
+        teacher_accuracy=stats["teacher_accuracy"],
+        ci95=[round(x, 4) for x in wilson_interval(correct, total)],
+    )
+
+
+def _read(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def recommend(results: list[RunResult]) -> dict:
+    """The best configuration of one student, its margin, and whether it is separated."""
+    ranked = sorted(results, key=lambda r: r.accuracy, reverse=True)
+    best = ranked[0]
+    if len(ranked) == 1:
+        return {
+            "best": best.config,
+            "margin": None,
+            "separated": None,
+            "text": f"`{best.config}` is the only configuration measured.",
+        }
+    second = ranked[1]
+    margin = best.accuracy - second.accuracy
+    separated = best.ci95[0] > second.ci95[1]
+    verdict = (
+        "its 95% interval lies above the runner-up's, so the difference is larger than "
+        "the sampling noise"
+        if separated
+        else "the 95% intervals overlap, so this "
+        "difference is not larger than the sampling noise: treat the top configurations "
+        "as tied and measure on more test problems or seeds before choosing"
+    )
+    text = (
+        f"`{best.config}` ({_pct(best.accuracy)}) beats the runner-up `{second.config}` "
+        f"({_pct(second.accuracy)}) by {100 * margin:.1f} points; {verdict}."
+    )
+    return {
+        "best": best.config,
+        "runner_up": second.config,
+        "margin": round(margin, 4),
+        "separated": separated,
+        "text": text,
+    }
+
+
+def write_report(recipe: Recipe, home: Path) -> Path:
+    """Write `report.md`, `results.json` and the plots into the run's `report/` folder."""
+    results, bases = collect(recipe, home)
+    out = run_dir(home, recipe.name, recipe.hash) / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    students = sorted({r.student for r in results})
+    plots = {}
+    for student in students:
+        mine = [r for r in results if r.student == student]
+        base = bases.get(student, {}).get("accuracy")
+        plots[student] = _plots(mine, base, out, student)
+    recommendations = {s: recommend([r for r in results if r.student == s]) for s in students}
+    (out / "results.json").write_text(
+        json.dumps(
+            {
+                "recipe": recipe.name,
+                "tag": recipe.tag,
+                "runs": [
+                    {**asdict(r), "accuracy": r.accuracy, "spread": r.spread} for r in results
+                ],
+                "base": bases,
+                "recommendations": recommendations,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    (out / REPORT).write_text(render_markdown(recipe, results, bases, recommendations, plots))
+    return out
+
+
+def render_markdown(
+    recipe: Recipe, results: list[RunResult], bases: dict, recommendations: dict, plots: dict
+) -> str:
+    lines = [
+        f"# Results: {recipe.name}",
+        "",
+        f"Recipe tag `{recipe.tag}`; every run trained with the same settings "
+        f"(`train` section of the recipe) and evaluated on the same held-out problems.",
+        "",
+    ]
+    for student, advice in recommendations.items():
+        base = bases.get(student)
+        lines += [f"## {student}", "", f"**Recommendation.** {advice['text']}", ""]
+        if base:
+            lines += [
+                f"Base model without distillation: {_pct(base['accuracy'])} "
+                f"{_interval(base['ci95'])} on {base['total']} problems.",
+                "",
+            ]
+        lines += [f"![{name}]({file})" for name, file in plots[student].items()] + [""]
+        lines += _table([r for r in results if r.student == student]) + [""]
+    return "\n".join(lines)
+
+
+def _table(results: list[RunResult]) -> list[str]:
+    rows = [
+        "| config | teacher | steps | tokens per completion | teacher accuracy | "
+        "student accuracy | 95% interval | seeds (spread) | training time |",
+        "|---|---|---:|---:|---:|---:|---|---|---:|",
+    ]
+    for r in sorted(results, key=lambda r: (r.format or "~", r.level or 0, r.config)):
+        teacher = "–" if r.teacher_accuracy is None else _pct(r.teacher_accuracy)
+        rows.append(
+            f"| `{r.config}` | {r.teacher} | {_num(r.mean_steps)} | {_num(r.mean_tokens)} | "
+            f"{teacher} | {_pct(r.accuracy)} | {_interval(r.ci95)} | "
+            f"{len(r.seeds)} (±{100 * r.spread:.1f}) | {r.train_seconds / 60:.1f} min |"
+        )
+    return rows
+
+
+def _plots(results: list[RunResult], base: float | None, out: Path, student: str) -> dict:
+    """PNG plots for one student: by granularity, by format, by teacher."""
+    from factory.plots import accuracy_by_category, accuracy_by_level
+
+    files = {"accuracy vs granularity": f"{student}-granularity.png"}
+    accuracy_by_level(results, base, out / files["accuracy vs granularity"], student)
+    for key in ("format", "teacher"):
+        if len({getattr(r, key) for r in results if r.level}) > 1:
+            files[f"accuracy by {key}"] = f"{student}-{key}.png"
+            accuracy_by_category(results, key, base, out / files[f"accuracy by {key}"], student)
+    return files
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def _interval(ci: list[float]) -> str:
+    return f"[{100 * ci[0]:.1f}%, {100 * ci[1]:.1f}%]"
+
+
+def _num(x: float | None) -> str:
+    return "–" if x is None else f"{x:g}"
+
+
+RESULTS_START, RESULTS_END = "<!-- cot-factory results -->", "<!-- /cot-factory results -->"
+
+
+def add_results_to_card(readme: Path, report_dir: Path) -> None:
+    """Put the report's tables and recommendations into a dataset card's Results section
+    (replacing an earlier one); the plots are copied next to the card."""
+    import shutil
+
+    from huggingface_hub import DatasetCard
+
+    card = DatasetCard.load(readme)
+    body = (report_dir / REPORT).read_text().split("\n", 1)[1]  # without the report's title
+    for png in report_dir.glob("*.png"):
+        (readme.parent / "results").mkdir(exist_ok=True)
+        shutil.copyfile(png, readme.parent / "results" / png.name)
+    body = body.replace("](", "](results/")
+    section = f"{RESULTS_START}\n## Results\n{body.strip()}\n{RESULTS_END}"
+    text = card.text
+    if RESULTS_START in text:
+        head, rest = text.split(RESULTS_START, 1)
+        text = head + section + rest.split(RESULTS_END, 1)[1]
+    else:
+        text = text.replace("\n## Usage", f"\n{section}\n\n## Usage", 1)
+    card.text = text
+    card.save(readme)
