@@ -59,6 +59,18 @@ def build(
     return stats
 
 
+def load_config(folder: Path, config: str, split: str = "train"):
+    """One split of one config of a dataset folder in this layout. The shards are read by path:
+    `load_dataset(folder, config)` caches a local folder under its name alone (datasets 5.2), so
+    two folders called `dataset` would share one cache entry and return each other's rows."""
+    from datasets import load_dataset
+
+    files = sorted(str(p) for p in (folder / config).glob(f"{split}-*.parquet"))
+    if not files:
+        raise FileNotFoundError(f"{folder}: config {config!r} has no {split!r} split")
+    return load_dataset("parquet", data_files={split: files}, split=split)
+
+
 def config_stats(recipe: Recipe, train: list[Problem], traces: list[dict]) -> dict[str, dict]:
     """Per config: what the teacher produced, what was kept, why the rest was dropped."""
     stats = {}

@@ -3,6 +3,7 @@ Heavy libraries load inside the functions, so importing this module stays instan
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -35,6 +36,11 @@ def cmd_run(args) -> None:
         recipe, home_dir(args.home), students=args.student, configs=args.config, target=args.target
     )
     print(_summary(built))
+    dataset = json.loads((built.run_dir / "manifest.json").read_text())["published_dataset"]
+    print(
+        f"published dataset {dataset['repo_id']} @ {dataset['commit'][:12]}: "
+        f"{dataset['path'] or dataset['url']}"
+    )
     print(_student_summary(results))
     if results:
         target = args.target or recipe.target
@@ -81,7 +87,6 @@ def cmd_train(args) -> None:
 
 
 def _built_configs(run: Path) -> list[str]:
-    import json
 
     stats = json.loads((run / "manifest.json").read_text())["configs"]
     return [name for name, s in stats.items() if s["kept"]]
@@ -125,7 +130,6 @@ def _adapter_path(adapter: str, revision: str | None, target: str, home: Path) -
 
 
 def _adapter_base(adapter: Path) -> str:
-    import json
 
     from factory.models import alias_for
 
@@ -200,7 +204,6 @@ def cmd_report(args) -> None:
 
 
 def _print_report(out: Path) -> None:
-    import json
 
     results = json.loads((out / "results.json").read_text())
     for student, advice in results["recommendations"].items():

@@ -58,11 +58,10 @@ def reproduce(repo_id: str, revision: str | None, target: str, home: Path) -> Re
 
 def held_out_problems(dataset_dir: Path):
     """The held-out problems of a published dataset (its `problems` config, `test` split)."""
-    from datasets import load_dataset
-
+    from factory.build import PROBLEMS_CONFIG, load_config
     from factory.sources import Problem
 
-    rows = load_dataset(str(dataset_dir), "problems", split="test")
+    rows = load_config(dataset_dir, PROBLEMS_CONFIG, "test")
     return [Problem(**row) for row in rows]
 
 

@@ -134,11 +134,11 @@ def _trainer(
     seed: int | None,
 ):
     import torch
-    from datasets import load_dataset
     from peft import LoraConfig
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
+    from factory.build import load_config
     from factory.models import resolve_model
 
     model_path = resolve_model(student.model, home)
@@ -148,7 +148,7 @@ def _trainer(
         tokenizer.chat_template = FALLBACK_CHAT_TEMPLATE
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    rows = load_dataset(str(dataset_dir), config, split="train")
+    rows = load_config(dataset_dir, config)
     rows = rows.select_columns(["prompt", "completion"])
     model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
     lora = lora_options(recipe)

@@ -32,6 +32,15 @@ HUB = "https://huggingface.co"
 COT_COLUMNS = ("config", "teacher", "format", "level", "num_steps", "num_tokens")
 BOARD_COLUMNS = ("student", "config", "teacher", "format", "level", "accuracy")
 COT_RENAMES = {"num_steps": "steps", "num_tokens": "tokens"}
+HOW_TO = (
+    "Ask a question, or pick a dataset problem. **test** problems are held out: the students "
+    "never saw them, so that is where their answers are scored (✅/❌ against the gold). "
+    "**train** problems are the ones the teacher wrote chain-of-thought for, at every "
+    "granularity level: pick one to compare those CoTs (the students were trained on them, so "
+    "their marks there are no fair test). Each student answers greedily, all in one batch."
+)
+TABLE = {"interactive": False, "column_widths": ["8%", "9%", "6%", "5%", "5%", "6%", "8%", "53%"]}
+PLOT = {"x": "level", "y": "accuracy", "color": "series", "x_lim": [1, 6], "y_lim": [0, 1]}
 _LABEL = re.compile(r"\s*(?:\(?([A-Za-z])\)|([A-Za-z])[.:](?=\s))\s*")  # "(A) x", "A. x"
 
 
@@ -113,7 +122,7 @@ class Students:
         self.model = model.to(self.device).eval()
         eos = self.model.generation_config.eos_token_id
         eos = eos if isinstance(eos, list) else [] if eos is None else [eos]
-        self.stop_ids = set(eos) | {self.tokenizer.eos_token_id} - {None}
+        self.stop_ids = (set(eos) | {self.tokenizer.eos_token_id}) - {None}
         self.lock = threading.Lock()  # PEFT's per-row hooks live on the shared model
 
     def encode(self, question: str) -> torch.Tensor:
@@ -133,10 +142,9 @@ class Students:
     def stream(self, ids: torch.Tensor, max_new_tokens: int):
         """Every student's greedy answer to one prompt from ONE batched `generate` (a row per
         student, all the same length, so no padding); yields every row's text after each step."""
-        names = self.names
-        streamer = RowStreamer(len(names), self.stop_ids)
-        batch = ids.to(self.device).repeat(len(names), 1)
-        kwargs = {"adapter_names": names} if isinstance(self.model, PeftModel) else {}
+        streamer = RowStreamer(len(self.names), self.stop_ids)
+        batch = ids.to(self.device).repeat(len(self.names), 1)
+        kwargs = {"adapter_names": self.names} if isinstance(self.model, PeftModel) else {}
         new_tokens = max(1, min(int(max_new_tokens), self.max_new))
 
         def run() -> None:
@@ -275,20 +283,27 @@ def ask(students: Students, problems: dict, task: str, question: str, key, max_n
 
 def leaderboard_frames(rows: list[dict]) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
     """The leaderboard table (accuracy with its 95% interval as text) and, per student, the
-    accuracy-vs-level series: one per format; the base and level-less configs as flat lines."""
+    accuracy-vs-level series: one per format (and teacher, when several); the base and the
+    level-less configs (answer-only, reference) as flat lines."""
     table = pd.DataFrame(rows, columns=[*BOARD_COLUMNS, "base_accuracy", "n"])
     table["accuracy"] = [_pct(r["accuracy"], r.get("ci95")) for r in rows]
     table["base_accuracy"] = [_pct(r.get("base_accuracy")) for r in rows]
     plots = {}
     for student in dict.fromkeys(r["student"] for r in rows):
         mine = [r for r in rows if r["student"] == student]
-        points = [(r["format"], r["level"], r["accuracy"]) for r in mine if r.get("level")]
+        levelled = [r for r in mine if r.get("level")]
+        several = len({r.get("teacher") for r in levelled}) > 1  # then a series per teacher too
+        points = [(_series(r, several), r["level"], r["accuracy"]) for r in levelled]
         flat = [(r["config"], r["accuracy"]) for r in mine if not r.get("level")]
         base = [r["base_accuracy"] for r in mine if r.get("base_accuracy") is not None]
         flat += [("base model", base[0])] if base else []
         points += [(name, level, acc) for name, acc in flat for level in (1, 6)]
         plots[student] = pd.DataFrame(points, columns=["series", "level", "accuracy"])
     return table, plots
+
+
+def _series(row: dict, per_teacher: bool) -> str:
+    return f"{row['format']} · {row['teacher']}" if per_teacher else row["format"]
 
 
 def _pct(accuracy: float | None, interval: list[float] | None = None) -> str:
@@ -335,7 +350,8 @@ def build_app(config: dict) -> gr.Blocks:
             question = gr.Textbox(label="Question", lines=3, elem_id="question")
             with gr.Row():
                 cap = students.max_new
-                tokens = gr.Slider(1, max(2, cap), cap, step=1, label="Max new tokens")
+                info = f"at most {cap}; questions may be {students.max_input} tokens long"
+                tokens = gr.Slider(1, max(2, cap), cap, step=1, label="Max new tokens", info=info)
                 submit = gr.Button("Ask every student", variant="primary", elem_id="submit")
             panels = student_panels(students.labels)
             with gr.Accordion("Teacher CoTs for the selected problem", open=True):
@@ -349,8 +365,9 @@ def build_app(config: dict) -> gr.Blocks:
         question.input(lambda: None, None, picker, api_visibility="private", queue=False)
         answer = partial(ask, students, problems, task)
         event = {"fn": answer, "inputs": [question, picker, tokens], "outputs": panels}
-        submit.click(**event, concurrency_limit=1, concurrency_id="generate", api_name="answer")
-        question.submit(**event, concurrency_id="generate", api_visibility="private")
+        event |= {"concurrency_limit": 1, "concurrency_id": "generate"}  # one model, one at a time
+        submit.click(**event, api_name="answer")
+        question.submit(**event, api_visibility="private")
 
         @gr.api(api_name="leaderboard")
         def leaderboard() -> list[dict]:
@@ -358,17 +375,6 @@ def build_app(config: dict) -> gr.Blocks:
             return config.get("leaderboard") or []
 
     return demo
-
-
-HOW_TO = (
-    "Ask a question, or pick a dataset problem. **test** problems are held out: the students "
-    "never saw them, so that is where their answers are scored (✅/❌ against the gold). "
-    "**train** problems are the ones the teacher wrote chain-of-thought for, at every "
-    "granularity level: pick one to compare those CoTs (the students were trained on them, so "
-    "their marks there are no fair test). Each student answers greedily, all in one batch."
-)
-TABLE = {"interactive": False, "column_widths": ["8%", "9%", "6%", "5%", "5%", "6%", "6%", "55%"]}
-PLOT = {"x": "level", "y": "accuracy", "color": "series", "x_lim": [1, 6], "y_lim": [0, 1]}
 
 
 def student_panels(labels: list[str]) -> list:

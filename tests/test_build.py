@@ -12,6 +12,7 @@ import yaml
 from datasets import load_dataset
 from huggingface_hub import DatasetCard
 
+from factory.build import load_config
 from factory.pipeline import build_dataset
 from factory.publish import publish_dataset
 from factory.recipe import load_recipe
@@ -94,7 +95,7 @@ def test_synthetic_build_stats_rows_and_card(tmp_path, home):
     assert {"chain-of-thought", "distillation", "unit-test"} <= set(card.data.tags)
     assert "A four-problem check." in card.text and "## Recipe" in card.text
 
-    answer_only = load_dataset(str(folder), "answer-only", split="train")
+    answer_only = load_config(folder, "answer-only")
     assert len(answer_only) == len(PROBLEMS)
     gold = {p["id"]: p["a"] for p in PROBLEMS}
     for row in answer_only:
@@ -103,12 +104,12 @@ def test_synthetic_build_stats_rows_and_card(tmp_path, home):
         ]
         assert row["prompt"] == [{"role": "user", "content": row["question"]}]
         assert row["correct"] and row["teacher"] == "gold" and row["level"] is None
-    (row,) = load_dataset(str(folder), "cot-L2", split="train")
+    (row,) = load_config(folder, "cot-L2")
     assert row["completion"][0]["content"] == "3 + 4 = 7 apples.\nThe answer is 7"
     assert row["raw_output"] == RATIONALES["p1"], "the teacher's text is kept as received"
     assert row["predicted_answer"] == "7" and row["format"] == "cot" and row["level"] == 2
     assert json.loads(row["teacher_params"])["backend"] == "replay"
-    (test_row,) = load_dataset(str(folder), "problems", split="test")
+    (test_row,) = load_config(folder, "problems", "test")
     assert test_row["id"] == "t1" and test_row["answer"] == "4"
     assert "| `cot-L2` | paper | cot | 2 | 1 | unparseable 1, wrong 1 | 33.3% |" in card.text
 
@@ -138,11 +139,12 @@ def svamp_build(shared_data, tmp_path_factory):
     os.environ["SVAMP_DIR"] = str(shared_data / "svamp")
     home = tmp_path_factory.mktemp("svamp-home")
     recipe = load_recipe(ROOT / "recipes" / "svamp-paper.yaml")
-    return recipe, build_dataset(recipe, home)
+    result = build_dataset(recipe, home)
+    return recipe, result, publish_dataset(recipe, home).path
 
 
 def test_svamp_paper_has_one_config_per_released_file(svamp_build):
-    recipe, result = svamp_build
+    recipe, result, _ = svamp_build
     teachers = {t.name: t.files for t in recipe.teacher}
     assert len(teachers["gpt-4o"]) == 12 and len(teachers["gemini-1.5-flash"]) == 6
     assert sorted(teachers["llama-3-70b"]) == ["cot-L1", "cot-L2", "cot-L3", "cot-L4"]
@@ -151,7 +153,7 @@ def test_svamp_paper_has_one_config_per_released_file(svamp_build):
 
 
 def test_svamp_paper_rows_match_files_minus_dropped(svamp_build, shared_data):
-    recipe, result = svamp_build
+    recipe, result, snapshot = svamp_build
     train = {
         json.loads(line)["question"]
         for line in (shared_data / "svamp" / "train.jsonl").read_text().splitlines()
@@ -162,16 +164,14 @@ def test_svamp_paper_rows_match_files_minus_dropped(svamp_build, shared_data):
             stats = result.stats[f"{teacher.name}-{config}"]
             assert stats["traces"] == len(rows)
             assert stats["kept"] == len(rows) - sum(stats["dropped"].values())
-            loaded = load_dataset(
-                str(result.dataset_dir), f"{teacher.name}-{config}", split="train"
-            )
+            loaded = load_dataset(str(snapshot), f"{teacher.name}-{config}", split="train")
             assert len(loaded) == stats["kept"]
             assert all(loaded["correct"])
     assert result.stats["gpt-4o-cot-L1"]["kept"] < 700, "wrong teacher answers are dropped"
 
 
 def test_svamp_paper_card_lists_accuracy_per_config(svamp_build):
-    _, result = svamp_build
+    _, result, _ = svamp_build
     card = DatasetCard.load(result.dataset_dir / "README.md")
     names = [c["config_name"] for c in card.data.configs]
     assert len(names) == 25 and names[-1] == "problems"
@@ -189,8 +189,8 @@ def test_svamp_paper_card_lists_accuracy_per_config(svamp_build):
 
 
 def test_svamp_answer_only_and_reference_match_the_released_files(svamp_build, shared_data):
-    _, result = svamp_build
-    folder = str(result.dataset_dir)
+    _, _, snapshot = svamp_build
+    folder = str(snapshot)
     released = shared_data / "paper-cot" / "svamp"
     only_answer = {
         r["instruction"]: r["output"].strip()

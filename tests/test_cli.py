@@ -11,8 +11,19 @@ import pytest
 from datasets import load_dataset
 from test_build import synthetic_recipe
 
-COMMANDS = ["validate", "build", "publish", "run", "train", "eval", "sweep", "report", "demo",
-            "pull", "reproduce"]
+COMMANDS = [
+    "validate",
+    "build",
+    "publish",
+    "run",
+    "train",
+    "eval",
+    "sweep",
+    "report",
+    "demo",
+    "pull",
+    "reproduce",
+]
 HEAVY = [
     "torch",
     "transformers",
@@ -85,11 +96,17 @@ def test_build_publish_pull(tmp_path):
 
     tag = next(word for word in built.stdout.split() if word.startswith("recipe-"))
     pulled = cot_factory(
-        "pull", "local/synthetic", "--revision", tag, "--to", str(tmp_path / "copy"), home=home
+        "pull",
+        "local/synthetic",
+        "--revision",
+        tag,
+        "--to",
+        str(tmp_path / "pulled-locally"),
+        home=home,
     )
     assert pulled.returncode == 0, pulled.stderr
     assert pulled.stdout.splitlines()[0].startswith("dataset local/synthetic @ ")
-    rows = load_dataset(str(tmp_path / "copy"), "answer-only", split="train")
+    rows = load_dataset(str(tmp_path / "pulled-locally"), "answer-only", split="train")
     assert len(rows) == 4
     manifest = json.loads(next((home / "runs").glob("synthetic-*/manifest.json")).read_text())
     assert manifest["published_dataset"]["commit"] in pulled.stdout

@@ -19,6 +19,7 @@ from test_build import synthetic_recipe
 from test_train import toy_recipe
 
 import factory.hub
+from factory.build import load_config
 from factory.hub import HfHub, HubError
 from factory.pipeline import build_dataset, run_recipe
 from factory.publish import publish_dataset
@@ -58,7 +59,7 @@ def test_dataset_publishes_in_one_commit_tagged_and_loads_per_config(
     assert {t.name: t.target_commit for t in refs.tags} == {recipe.tag: published.commit}
     for config in ("cot-L2", "answer-only"):
         remote = load_dataset("tester/synthetic", config, split="train", revision=recipe.tag)
-        local = load_dataset(str(built.dataset_dir), config, split="train")
+        local = load_config(built.dataset_dir, config)
         assert remote.to_list() == local.to_list()
     test = load_dataset("tester/synthetic", "problems", split="test", revision=published.commit)
     assert test["id"] == ["t1"]
@@ -172,7 +173,7 @@ def test_pull_command_from_the_hub(tmp_path, home):
             "--revision",
             recipe.tag,
             "--to",
-            str(tmp_path / "copy"),
+            str(tmp_path / "pulled-from-hub"),
             "--home",
             str(home),
         ],
@@ -182,7 +183,7 @@ def test_pull_command_from_the_hub(tmp_path, home):
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines()[0] == f"dataset tester/pullable @ {published.commit}"
-    assert len(load_dataset(str(tmp_path / "copy"), "answer-only", split="train")) == 4
+    assert len(load_dataset(str(tmp_path / "pulled-from-hub"), "answer-only", split="train")) == 4
 
 
 # --- faults and errors ------------------------------------------------------------------------

@@ -27,9 +27,8 @@ def quickstart(tmp_path_factory):
         sys.executable,
         "-m",
         "factory.cli",
-        "build",
+        "run",
         "recipes/quickstart.yaml",
-        "--publish",
         "--home",
         str(home),
     ]
@@ -100,3 +99,17 @@ def test_quickstart_students_are_trained_evaluated_and_published(quickstart):
         base = f"{100 * entry['base_accuracy']:.1f}%"
         line = next(x for x in stdout.splitlines() if x.startswith("smollm2-135m") and config in x)
         assert base in line and f"{100 * entry['accuracy']:.1f}%" in line
+
+
+def test_quickstart_ends_with_its_space_and_the_demo_command(quickstart):
+    from huggingface_hub import SpaceCard
+
+    home, stdout = quickstart
+    assert f"cot-factory demo recipes/quickstart.yaml --home {home}" in stdout
+    space = next((home / "runs").glob("quickstart-*")) / "space"
+    assert (space / "app.py").is_file() and (space / "answers.py").is_file()
+    config = json.loads((space / "space_config.json").read_text())
+    assert {a["label"] for a in config["adapters"]} == {r["config"] for r in config["leaderboard"]}
+    assert SpaceCard.load(space / "README.md").data.sdk == "gradio"
+    published = home / "registry" / "spaces" / "local" / "quickstart-demo"
+    assert (published / "refs" / "main").is_file()

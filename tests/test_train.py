@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 
 from factory.evaluate import evaluate, load_student, wilson_interval
 from factory.launch import accelerate_config, launch_command
-from factory.pipeline import build_dataset, run_recipe
+from factory.pipeline import build_dataset, run_recipe, student_dir
 from factory.recipe import RecipeError, check_training, load_recipe
 from factory.sources import Problem
 from factory.train import train_student
@@ -193,7 +193,7 @@ def test_interrupted_training_resumes_from_its_checkpoint(tmp_path, tiny_model_d
     )
     recipe = load_recipe(path)
     built = build_dataset(recipe, home)
-    out = built.run_dir / "students" / "tiny" / "answer-only"
+    out = student_dir(built.run_dir, "tiny", "answer-only", seed=0)
     command = [sys.executable, "-m", "factory.cli", "train", str(path), "--home", str(home)]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
