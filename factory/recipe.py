@@ -17,6 +17,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from factory.yaml_where import key_lines, locate, validation_messages
+
 TaskType = Literal["math", "multiple_choice", "yes_no"]
 Format = Literal["cot", "subq", "rar", "sym"]
 DropReason = Literal["truncated", "unparseable", "wrong", "repetitive", "duplicate"]
@@ -280,7 +282,7 @@ def check_training(recipe: Recipe) -> None:
     for section, cls in (("sft", SFTConfig), ("lora", LoraConfig)):
         names = {f.name for f in dataclasses.fields(cls) if f.init}
         for key in getattr(recipe.train, section) or {}:
-            where = _where(recipe.path, _lines_of(recipe), ("train", section, key))
+            where = locate(recipe.path, _lines_of(recipe), ("train", section, key))
             if key in RESERVED_SFT:
                 raise RecipeError(
                     f"{where}: train.{section}.{key}: set by cot-factory, not a recipe"
@@ -294,7 +296,7 @@ def check_training(recipe: Recipe) -> None:
     built = [plan.name for plan in plan_configs(recipe)]
     for i, config in enumerate(recipe.train.configs or []):
         if config not in built:
-            where = _where(recipe.path, _lines_of(recipe), ("train", "configs", i))
+            where = locate(recipe.path, _lines_of(recipe), ("train", "configs", i))
             raise RecipeError(
                 f"{where}: train.configs[{i}]: {config!r} is not built by this "
                 f"recipe (configs: {', '.join(built)})"
@@ -302,7 +304,7 @@ def check_training(recipe: Recipe) -> None:
 
 
 def _lines_of(recipe: Recipe) -> dict:
-    return _key_lines(yaml.compose(recipe.path.read_text())) if recipe.path else {}
+    return key_lines(recipe.path.read_text()) if recipe.path else {}
 
 
 def load_recipe(path: str | Path) -> Recipe:
@@ -312,7 +314,7 @@ def load_recipe(path: str | Path) -> Recipe:
         raise RecipeError(f"{path}: no such recipe file")
     text = path.read_text()
     try:
-        root = yaml.compose(text)
+        lines = key_lines(text)
         raw = yaml.safe_load(text)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
@@ -320,13 +322,12 @@ def load_recipe(path: str | Path) -> Recipe:
         raise RecipeError(f"{where}: invalid YAML: {getattr(err, 'problem', err)}") from None
     if not isinstance(raw, dict):
         raise RecipeError(f"{path}: a recipe is a YAML mapping of sections")
-    lines = _key_lines(root)
     data = _interpolate(raw, (), path, lines)
     data.setdefault("name", path.stem)
     try:
         recipe = Recipe.model_validate(data)
     except ValidationError as err:
-        raise RecipeError(_format_errors(err, data, path, lines)) from None
+        raise RecipeError(validation_messages(err, data, path, lines, DISCRIMINATED)) from None
     recipe.path = path
     recipe.hash = recipe_hash(raw)
     return recipe
@@ -353,76 +354,9 @@ def _interpolate(node: Any, keys: tuple, path: Path, lines: dict) -> Any:
             return os.environ[name]
         if default is not None:
             return default
-        where = _where(path, lines, keys)
+        where = locate(path, lines, keys)
         raise RecipeError(
             f"{where}: environment variable ${{{name}}} is not set and has no default"
         )
 
     return ENV_VAR.sub(substitute, node)
-
-
-def _key_lines(node: yaml.Node, keys: tuple = ()) -> dict[tuple, int]:
-    """Map every key path in a composed YAML tree to its 1-based line."""
-    lines = {keys: node.start_mark.line + 1}
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            lines.update(_key_lines(value, (*keys, key.value)))
-            lines[(*keys, key.value)] = key.start_mark.line + 1
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            lines.update(_key_lines(item, (*keys, i)))
-    return lines
-
-
-def _format_errors(err: ValidationError, data: dict, path: Path, lines: dict) -> str:
-    messages = []
-    for error in err.errors():
-        keys = _data_keys(error["loc"], data)
-        message = error["msg"]
-        if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
-            tag = error["ctx"]["discriminator"].strip("'")
-            keys = (*keys, tag)
-            message = f"must be one of {DISCRIMINATED[tag]}"
-        elif error["type"] == "extra_forbidden":
-            message = f"unknown key {keys[-1]!r}"
-        elif error["type"] == "missing":
-            message = "required key is missing"
-        elif message.startswith("Value error, "):
-            message = message.removeprefix("Value error, ")
-        messages.append(f"{_where(path, lines, keys)}: {_dotted(keys) or '(top level)'}: {message}")
-    return "\n".join(messages)
-
-
-def _data_keys(loc: tuple, data: Any) -> tuple:
-    """Turn a pydantic error location into the key path as written in the YAML: union tags and
-    the implicit list around a single teacher are dropped."""
-    keys, node = [], data
-    for part in loc:
-        if (
-            isinstance(node, dict)
-            and part in node
-            or isinstance(node, list)
-            and isinstance(part, int)
-            and part < len(node)
-        ):
-            node = node[part]
-        elif isinstance(node, dict) and isinstance(part, str) and part not in node.values():
-            node = None  # a missing or unknown key: name it, nothing below it to follow
-        else:
-            continue
-        keys.append(part)
-    return tuple(keys)
-
-
-def _where(path: Path, lines: dict, keys: tuple) -> str:
-    for n in range(len(keys), 0, -1):
-        if keys[:n] in lines:
-            return f"{path}:{lines[keys[:n]]}"
-    return str(path)
-
-
-def _dotted(keys: tuple) -> str:
-    out = ""
-    for key in keys:
-        out += f"[{key}]" if isinstance(key, int) else (f".{key}" if out else str(key))
-    return out
