@@ -199,6 +199,42 @@ def test_transient_failures_are_retried(fault, fake_hub, tmp_path, home):
     assert load_dataset(published.repo_id, "answer-only", split="train", revision=recipe.tag)
 
 
+def test_rate_limits_wait_as_long_as_the_hub_asks(fake_hub, monkeypatch, tmp_path, home):
+    waits = []
+    monkeypatch.setattr(factory.hub.time, "sleep", waits.append)
+    recipe = load_recipe(on_hub(synthetic_recipe(tmp_path), "tester/rate-limited"))
+    build_dataset(recipe, home)
+    fake_hub.fail_next(429, path_contains="/commit/")
+    assert publish_dataset(recipe, home).created
+    assert waits == [1.0], "the fake Hub's 429 says Retry-After: 1"
+
+
+def test_a_concurrent_change_is_a_clear_error(fake_hub, hf_api, monkeypatch, tmp_path, home):
+    recipe = load_recipe(on_hub(synthetic_recipe(tmp_path), "tester/contested"))
+    built = build_dataset(recipe, home)
+    ours = HfApi.upload_folder
+
+    def someone_else_commits_first(self, **kwargs):
+        hf_api.upload_file(
+            path_or_fileobj=b"theirs\n",
+            path_in_repo="NOTES.md",
+            repo_id="tester/contested",
+            repo_type="dataset",
+        )
+        return ours(self, **kwargs)
+
+    monkeypatch.setattr(HfApi, "upload_folder", someone_else_commits_first)
+    with pytest.raises(HubError) as info:
+        publish_dataset(recipe, home)
+    message = str(info.value)
+    assert "tester/contested changed while publishing (412" in message
+    assert "Nothing was published to tester/contested" in message
+    files = hf_api.list_repo_files("tester/contested", repo_type="dataset")
+    assert "NOTES.md" in files and not any(f.endswith(".parquet") for f in files), files
+    manifest = json.loads((built.run_dir / "manifest.json").read_text())
+    assert "published_dataset" not in manifest
+
+
 def test_a_commit_whose_answer_was_lost_still_counts(fake_hub, tmp_path, home):
     recipe = load_recipe(on_hub(synthetic_recipe(tmp_path), "tester/lost-answer"))
     build_dataset(recipe, home)
