@@ -10,6 +10,7 @@ configuration is not separated from the next by more than the intervals.
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -101,39 +102,69 @@ def _read(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def recommend(results: list[RunResult]) -> dict:
-    """The best configuration of one student, its margin, and whether it is separated."""
+def recommend(results: list[RunResult], base: dict | None = None) -> dict:
+    """The best configuration of one student: how far ahead of the others it is, which of them
+    are within the sampling noise of it, and its lift over the untrained base model."""
     ranked = sorted(results, key=lambda r: r.accuracy, reverse=True)
     best = ranked[0]
-    if len(ranked) == 1:
-        return {
-            "best": best.config,
-            "margin": None,
-            "separated": None,
-            "text": f"`{best.config}` is the only configuration measured.",
-        }
-    second = ranked[1]
-    margin = best.accuracy - second.accuracy
-    separated = best.ci95[0] > second.ci95[1]
-    verdict = (
-        "its 95% interval lies above the runner-up's, so the difference is larger than "
-        "the sampling noise"
-        if separated
-        else "the 95% intervals overlap, so this "
-        "difference is not larger than the sampling noise: treat the top configurations "
-        "as tied and measure on more test problems or seeds before choosing"
-    )
-    text = (
-        f"`{best.config}` ({_pct(best.accuracy)}) beats the runner-up `{second.config}` "
-        f"({_pct(second.accuracy)}) by {100 * margin:.1f} points; {verdict}."
-    )
-    return {
-        "best": best.config,
-        "runner_up": second.config,
-        "margin": round(margin, 4),
-        "separated": separated,
-        "text": text,
-    }
+    tied = [r for r in ranked if math.isclose(r.accuracy, best.accuracy)]
+    below = ranked[len(tied) :]
+    names = " and ".join(f"`{r.config}`" for r in tied)
+    advice = {"best": best.config, "tied": [r.config for r in tied[1:]]}
+    if not below:
+        text = (
+            f"{names} tie at {_pct(best.accuracy)}: nothing separates them."
+            if len(tied) > 1
+            else f"`{best.config}` ({_pct(best.accuracy)}) is the only configuration measured."
+        )
+        advice.update(runner_up=None, margin=None, separated=None)
+    else:
+        second = below[0]
+        margin = best.accuracy - second.accuracy
+        separated = best.ci95[0] > second.ci95[1]
+        verdict = (
+            "its 95% interval lies above the runner-up's, so the difference is larger than "
+            "the sampling noise"
+            if separated
+            else "the 95% intervals overlap, so this difference is not larger than the "
+            "sampling noise: treat the top configurations as tied and measure on more test "
+            "problems or seeds before choosing"
+        )
+        lead = (
+            f"{names} tie at {_pct(best.accuracy)} and beat"
+            if len(tied) > 1
+            else f"`{best.config}` ({_pct(best.accuracy)}) beats"
+        )
+        text = (
+            f"{lead} the runner-up `{second.config}` ({_pct(second.accuracy)}) by "
+            f"{100 * margin:.1f} points; {verdict}."
+        )
+        noise = [r.config for r in below if r.ci95[1] >= best.ci95[0]]
+        clear = [r.config for r in below if r.ci95[1] < best.ci95[0]]
+        if noise:
+            text += f" Within the noise of the best: {_names(noise)}."
+        if clear:
+            text += f" Clearly below it (interval entirely under the best's): {_names(clear)}."
+        advice.update(
+            runner_up=second.config,
+            margin=round(margin, 4),
+            separated=separated,
+            within_noise=noise,
+            clearly_below=clear,
+        )
+    if base:
+        lift = best.accuracy - base["accuracy"]
+        beyond = best.ci95[0] > base["ci95"][1]
+        text += (
+            f" Over the untrained base model ({_pct(base['accuracy'])}): {100 * lift:+.1f} "
+            f"points, {'beyond' if beyond else 'within'} the sampling noise."
+        )
+        advice.update(lift_over_base=round(lift, 4), beyond_base_noise=beyond)
+    return {**advice, "text": text}
+
+
+def _names(configs: list[str]) -> str:
+    return ", ".join(f"`{c}`" for c in configs)
 
 
 def write_report(recipe: Recipe, home: Path) -> Path:
@@ -147,7 +178,9 @@ def write_report(recipe: Recipe, home: Path) -> Path:
         mine = [r for r in results if r.student == student]
         base = bases.get(student, {}).get("accuracy")
         plots[student] = _plots(mine, base, out, student)
-    recommendations = {s: recommend([r for r in results if r.student == s]) for s in students}
+    recommendations = {
+        s: recommend([r for r in results if r.student == s], bases.get(s)) for s in students
+    }
     (out / "results.json").write_text(
         json.dumps(
             {
@@ -229,7 +262,7 @@ def _interval(ci: list[float]) -> str:
 
 
 def _num(x: float | None) -> str:
-    return "–" if x is None else f"{x:g}"
+    return "–" if x is None else f"{x:.1f}"
 
 
 RESULTS_START, RESULTS_END = "<!-- cot-factory results -->", "<!-- /cot-factory results -->"

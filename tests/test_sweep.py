@@ -102,7 +102,7 @@ def test_report_tables_match_the_runs_metrics(swept):
         assert f"| {100 * correct / total:.1f}% |" in row
         assert f"[{100 * entry['ci95'][0]:.1f}%, {100 * entry['ci95'][1]:.1f}%]" in row
         tokens = stats[entry["config"]]["mean_tokens"]
-        assert f"| {tokens:g} |" in row and "| 2 (±" in row
+        assert f"| {tokens:.1f} |" in row and "| 2 (±" in row
     base = json.loads((run / "students/tiny/base/eval_results.json").read_text())
     assert results["base"]["tiny"]["accuracy"] == base["accuracy"]
     assert f"Base model without distillation: {100 * base['accuracy']:.1f}%" in text
@@ -156,6 +156,25 @@ def test_recommendation_says_plainly_when_the_difference_is_noise():
     clear = recommend([run_result("cot-L1", 20, 300), run_result("cot-L3", 90, 300)])
     assert clear["separated"] is True and "larger than the sampling noise" in clear["text"]
     assert re.search(r"by 23\.3 points", clear["text"])
+
+
+def test_recommendation_names_ties_the_noise_band_and_the_lift_over_base():
+    runs = [
+        run_result("cot-L2", 42, 300),
+        run_result("cot-L3", 42, 300),
+        run_result("cot-L1", 35, 300),
+        run_result("answer-only", 10, 300),
+    ]
+    base = {"accuracy": 6 / 300, "ci95": [round(x, 4) for x in wilson_interval(6, 300)]}
+    advice = recommend(runs, base)
+    assert advice["best"] == "cot-L2" and advice["tied"] == ["cot-L3"]
+    assert advice["runner_up"] == "cot-L1" and advice["margin"] == round(7 / 300, 4)
+    assert advice["within_noise"] == ["cot-L1"] and advice["clearly_below"] == ["answer-only"]
+    assert advice["lift_over_base"] == 0.12 and advice["beyond_base_noise"] is True
+    assert advice["text"].startswith("`cot-L2` and `cot-L3` tie at 14.0% and beat the runner-up")
+    assert "Over the untrained base model (2.0%): +12.0 points, beyond" in advice["text"]
+    only_ties = recommend(runs[:2])
+    assert only_ties["text"] == "`cot-L2` and `cot-L3` tie at 14.0%: nothing separates them."
 
 
 def test_granularity_and_format_plots_draw_one_series_per_teacher_and_format(tmp_path):
