@@ -76,9 +76,11 @@ def space_config(recipe: Recipe, manifest: dict, home: Path, target: str) -> dic
         if config in entries
     ]
     if not adapters:
+        wanted = f" on {', '.join(configs)}" if configs else ""
         raise RecipeError(
-            f"{recipe.path}: no published student {name!r} on {configs}: "
-            f"run `cot-factory run {recipe.path}` first"
+            f"{recipe.path}: no published student {name!r}{wanted} for the Space: "
+            f"`cot-factory run {recipe.path}` publishes the students (it reuses the runs a "
+            "sweep finished, nothing is retrained)"
         )
     return {
         "title": recipe.space.title or f"cot-factory students: {recipe.name}",

@@ -89,3 +89,16 @@ def test_hf_space_config_names_repos_and_revisions(published, fake_hub):
     publish_folder(folder, space_repo(hub_recipe), "space", hub_recipe, home, "hf", "demo")
     card = SpaceCard.load("tester/spacey-demo", repo_type="space")
     assert card.data.sdk == "gradio" and card.data.models == ["tester/tiny-spacey-answer-only"]
+
+
+def test_a_space_without_published_students_says_how_to_publish_them(tmp_path, tiny_model_dir):
+    from factory.pipeline import build_dataset
+    from factory.publish import publish_dataset
+    from factory.recipe import RecipeError
+
+    recipe = load_recipe(toy_recipe(tmp_path, tiny_model_dir, name="unpublished"))
+    home = tmp_path / "home"
+    build_dataset(recipe, home)
+    publish_dataset(recipe, home)
+    with pytest.raises(RecipeError, match=r"no published student 'tiny' for the Space: "):
+        build_space(recipe, home, "local")
