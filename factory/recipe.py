@@ -279,10 +279,11 @@ def check_training(recipe: Recipe) -> None:
     from factory.generate import plan_configs
     from factory.train import RESERVED_SFT
 
+    lines = _lines_of(recipe)
     for section, cls in (("sft", SFTConfig), ("lora", LoraConfig)):
         names = {f.name for f in dataclasses.fields(cls) if f.init}
         for key in getattr(recipe.train, section) or {}:
-            where = locate(recipe.path, _lines_of(recipe), ("train", section, key))
+            where = locate(recipe.path, lines, ("train", section, key))
             if key in RESERVED_SFT:
                 raise RecipeError(
                     f"{where}: train.{section}.{key}: set by cot-factory, not a recipe"
@@ -296,7 +297,7 @@ def check_training(recipe: Recipe) -> None:
     built = [plan.name for plan in plan_configs(recipe)]
     for i, config in enumerate(recipe.train.configs or []):
         if config not in built:
-            where = locate(recipe.path, _lines_of(recipe), ("train", "configs", i))
+            where = locate(recipe.path, lines, ("train", "configs", i))
             raise RecipeError(
                 f"{where}: train.configs[{i}]: {config!r} is not built by this "
                 f"recipe (configs: {', '.join(built)})"
