@@ -15,9 +15,8 @@ from pathlib import Path
 from statistics import mean
 
 from factory.cards import render_dataset_card
-from factory.generate import plan_configs
 from factory.prompts import student_messages
-from factory.recipe import DROP_REASONS, Recipe
+from factory.recipe import DROP_REASONS, Recipe, plan_configs
 from factory.sources import Problem
 
 SHARD = "{split}-00000-of-00001.parquet"

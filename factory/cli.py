@@ -52,11 +52,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def _is_user_error(err: Exception) -> bool:
     """Errors that explain themselves (bad recipe, missing file, unreachable teacher)."""
-    from factory.generate import GenerateError, TeacherError
+    from factory.generate import GenerateError
     from factory.hub import HubError
     from factory.publish import PublishError
     from factory.recipe import RecipeError
     from factory.sources import SourceError
+    from factory.teachers import TeacherError
 
     known = (RecipeError, SourceError, GenerateError, TeacherError, HubError, PublishError)
     return isinstance(err, known)

@@ -9,8 +9,7 @@ from pathlib import Path
 
 
 def cmd_validate(args) -> None:
-    from factory.generate import plan_configs
-    from factory.recipe import load_recipe
+    from factory.recipe import load_recipe, plan_configs
 
     recipe = load_recipe(args.recipe)
     print(f"{args.recipe}: valid recipe {recipe.name!r}, tag {recipe.tag}")
@@ -19,7 +18,8 @@ def cmd_validate(args) -> None:
         shape = f"{plan.format} level {plan.level}" if plan.format else "from the source"
         print(f"  {plan.name:<24} teacher {plan.teacher:<16} {shape}")
     if recipe.students:
-        from factory.recipe import check_training, student_name
+        from factory.recipe import student_name
+        from factory.train import check_training
 
         check_training(recipe)
         names = ", ".join(student_name(s) for s in recipe.students)
@@ -53,8 +53,8 @@ def cmd_train(args) -> None:
     from factory.launch import launch_command, run_launch
     from factory.paths import home_dir, run_dir
     from factory.pipeline import student_dir
-    from factory.recipe import check_training, load_recipe, student_name
-    from factory.train import train_student
+    from factory.recipe import load_recipe, student_name
+    from factory.train import check_training, train_student
 
     recipe = load_recipe(args.recipe)
     check_training(recipe)

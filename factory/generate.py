@@ -1,8 +1,6 @@
 """Stage 2, generate: ask each teacher for every problem x config x sample, through the cache.
 
-Configs come from the recipe: `{format}-L{level}` for each level x format of a generating teacher
-(or each file of a replay teacher), prefixed by the teacher's name when there are several, plus
-`answer-only` (the gold answer alone) and `reference` (the source's own rationale).
+Configs come from the recipe (`plan_configs`); `answer-only` and `reference` come from the source.
 Every response is cached the moment it arrives; the traces are assembled from the cache, so an
 interrupted run resumes where it stopped.
 """
@@ -10,7 +8,6 @@ interrupted run resumes where it stopped.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -18,52 +15,15 @@ from tqdm.auto import tqdm
 from factory.answers import final_answer_line
 from factory.cache import GenerationCache, request_key
 from factory.prompts import teacher_messages
-from factory.recipe import CONFIG_NAME, Recipe, ReplayTeacher, teacher_name
+from factory.recipe import ConfigPlan, Recipe, plan_configs, teacher_name
 from factory.sources import Problem
-from factory.teachers import Request, TeacherError, make_teacher
+from factory.teachers import Request, make_teacher
 
 log = logging.getLogger(__name__)
 
 
 class GenerateError(RuntimeError):
     """Requests that failed after every retry; what did arrive is cached."""
-
-
-@dataclass(frozen=True)
-class ConfigPlan:
-    name: str
-    teacher: str
-    format: str | None = None
-    level: int | None = None
-
-    @property
-    def shape(self) -> str:
-        return f"{self.format}-L{self.level}"
-
-
-def plan_configs(recipe: Recipe) -> list[ConfigPlan]:
-    """Every dataset config the recipe asks for, in card order."""
-    several = len(recipe.teacher) > 1
-    plans = []
-    for spec in recipe.teacher:
-        name = teacher_name(spec)
-        if isinstance(spec, ReplayTeacher):
-            shapes = [_parse_config(config) for config in spec.files]
-        else:
-            shapes = [(f, lvl) for f in recipe.cot.formats for lvl in recipe.cot.levels]
-        for fmt, level in shapes:
-            config = f"{name}-{fmt}-L{level}" if several else f"{fmt}-L{level}"
-            plans.append(ConfigPlan(config, name, fmt, level))
-    if recipe.cot.answer_only:
-        plans.append(ConfigPlan("answer-only", "gold"))
-    if recipe.cot.reference:
-        plans.append(ConfigPlan("reference", "reference"))
-    return plans
-
-
-def _parse_config(config: str) -> tuple[str, int]:
-    match = CONFIG_NAME.match(config)
-    return match.group(1), int(match.group(2))
 
 
 def generate(
@@ -216,6 +176,3 @@ def _with_answer_line(rationale: str, answer_line: str) -> str:
     if "the answer is" in rationale.lower()[-80:]:
         return rationale
     return f"{rationale.rstrip()}\n{answer_line}"
-
-
-__all__ = ["ConfigPlan", "GenerateError", "TeacherError", "generate", "plan_configs"]

@@ -124,7 +124,8 @@ def run_recipe(
     """The whole pipeline: build and publish the dataset, then train, evaluate, card and publish
     every student on every config (or the ones named)."""
     from factory.publish import publish_dataset
-    from factory.recipe import RecipeError, check_training, student_name
+    from factory.recipe import RecipeError, student_name
+    from factory.train import check_training
 
     check_training(recipe)
     chosen = [s for s in recipe.students if not students or student_name(s) in students]

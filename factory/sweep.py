@@ -15,8 +15,8 @@ from tqdm.auto import tqdm
 
 from factory.evaluate import read_metrics
 from factory.pipeline import BuildResult, build_dataset, student_dir, train_and_evaluate
-from factory.recipe import Recipe, RecipeError, check_training, student_name
-from factory.train import DONE
+from factory.recipe import Recipe, RecipeError, student_name
+from factory.train import DONE, check_training
 
 log = logging.getLogger(__name__)
 

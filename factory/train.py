@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from factory.recipe import Recipe, Student
+from factory.recipe import Recipe, RecipeError, Student, plan_configs
+from factory.recipe.where import key_lines, locate
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,38 @@ def sft_options(recipe: Recipe, seed: int | None = None) -> dict[str, Any]:
 def lora_options(recipe: Recipe) -> dict[str, Any] | None:
     """LoraConfig keyword arguments, or None for full fine-tuning."""
     return None if recipe.train.lora is None else {**DEFAULT_LORA, **recipe.train.lora}
+
+
+def check_training(recipe: Recipe) -> None:
+    """What the schema cannot know: `train.sft` and `train.lora` keys are real `SFTConfig` and
+    `LoraConfig` options, and `train.configs` are configs the recipe builds."""
+    import dataclasses
+    import difflib
+
+    from peft import LoraConfig
+    from trl import SFTConfig
+
+    lines = key_lines(recipe.path.read_text()) if recipe.path else {}
+    for section, cls in (("sft", SFTConfig), ("lora", LoraConfig)):
+        names = {f.name for f in dataclasses.fields(cls) if f.init}
+        for key in getattr(recipe.train, section) or {}:
+            where = locate(recipe.path, lines, ("train", section, key))
+            if key in RESERVED_SFT:
+                raise RecipeError(f"{where}: train.{section}.{key}: {RESERVED_SFT[key]}")
+            if key not in names:
+                close = difflib.get_close_matches(key, names, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise RecipeError(
+                    f"{where}: train.{section}.{key}: not a {cls.__name__} option{hint}"
+                )
+    built = [plan.name for plan in plan_configs(recipe)]
+    for i, config in enumerate(recipe.train.configs or []):
+        if config not in built:
+            where = locate(recipe.path, lines, ("train", "configs", i))
+            raise RecipeError(
+                f"{where}: train.configs[{i}]: {config!r} is not built by this "
+                f"recipe (configs: {', '.join(built)})"
+            )
 
 
 def train_student(

@@ -76,11 +76,14 @@ def test_bad_recipe_is_a_one_line_error_without_traceback(tmp_path):
     assert "dataset: required key is missing" in out.stderr
 
 
-def test_missing_source_file_names_it(tmp_path):
+@pytest.mark.parametrize("command", ["validate", "build"])
+def test_missing_source_file_names_it_and_its_key(tmp_path, command):
     path = synthetic_recipe(tmp_path)
     (tmp_path / "problems.jsonl").unlink()
-    out = cot_factory("build", str(path), home=tmp_path / "home")
-    assert out.returncode == 2 and "problems.jsonl: no such file" in out.stderr
+    out = cot_factory(command, str(path), home=tmp_path / "home")
+    assert out.returncode == 2 and out.stderr.count("\n") == 1
+    assert f"{path}:" in out.stderr and "source.train: cannot read" in out.stderr
+    assert "problems.jsonl: No such file" in out.stderr
 
 
 def test_build_publish_pull(tmp_path):

@@ -128,17 +128,57 @@ def test_environment_interpolation(tmp_path, monkeypatch):
     assert ":4:" in message and "${N_TRAIN} is not set and has no default" in message
 
 
-def test_hash_ignores_formatting_and_env_but_not_content(tmp_path, monkeypatch):
-    base = load_recipe(write(tmp_path, VALID, "a.yaml")).hash
+def test_hash_ignores_formatting_but_not_content(tmp_path):
+    base = load_recipe(write(tmp_path, VALID)).hash
     reformatted = "# a comment\n" + VALID.replace("levels: [1, 3]", "levels:\n    - 1\n    - 3")
-    assert load_recipe(write(tmp_path, reformatted, "b.yaml")).hash == base
-    with_env = VALID.replace("org/some-model", "${M:-org/some-model}")
-    monkeypatch.setenv("M", "org/other")
-    first = load_recipe(write(tmp_path, with_env, "c.yaml")).hash
-    monkeypatch.setenv("M", "org/third")
-    assert load_recipe(tmp_path / "c.yaml").hash == first
+    (tmp_path / "b").mkdir()
+    assert load_recipe(write(tmp_path / "b", reformatted)).hash == base
     changed = VALID.replace("levels: [1, 3]", "levels: [1, 4]")
-    assert load_recipe(write(tmp_path, changed, "d.yaml")).hash != base
+    (tmp_path / "c").mkdir()
+    assert load_recipe(write(tmp_path / "c", changed)).hash != base
+
+
+def test_hash_covers_resolved_values_not_secrets(tmp_path, monkeypatch):
+    """`TEACHER_MODEL=A` and `TEACHER_MODEL=B` are two builds; the API key is in neither."""
+    text = VALID.replace("org/some-model", "${TEACHER_MODEL}").replace(
+        "api_key_env: null", "api_key_env: MY_KEY"
+    )
+    path = write(tmp_path, text)
+    hashes = {}
+    for model in ("org/a", "org/b"):
+        monkeypatch.setenv("TEACHER_MODEL", model)
+        for key in ("sk-one", "sk-two"):
+            monkeypatch.setenv("MY_KEY", key)
+            hashes[model, key] = load_recipe(path).hash
+    assert hashes["org/a", "sk-one"] == hashes["org/a", "sk-two"]
+    assert hashes["org/b", "sk-one"] == hashes["org/b", "sk-two"]
+    assert hashes["org/a", "sk-one"] != hashes["org/b", "sk-one"]
+
+
+FILES_RECIPE = """\
+source: {kind: files, train: DATA}
+dataset: {repo_id: local/files}
+"""
+
+
+def test_hash_covers_the_content_of_local_files_not_their_path(tmp_path):
+    first, second = tmp_path / "one" / "train.jsonl", tmp_path / "two" / "data.jsonl"
+    for file in (first, second):
+        file.parent.mkdir()
+        file.write_text('{"question": "1 + 1?", "answer": "2"}\n')
+    recipe_a = write(tmp_path, FILES_RECIPE.replace("DATA", str(first)), "study.yaml")
+    hash_a = load_recipe(recipe_a).hash
+    (tmp_path / "r2").mkdir()
+    recipe_b = write(tmp_path / "r2", FILES_RECIPE.replace("DATA", str(second)), "study.yaml")
+    assert load_recipe(recipe_b).hash == hash_a
+    first.write_text('{"question": "1 + 1?", "answer": "3"}\n')
+    assert load_recipe(recipe_a).hash != hash_a
+
+
+def test_missing_local_file_is_a_recipe_error_with_its_key(tmp_path):
+    path = write(tmp_path, FILES_RECIPE.replace("DATA", str(tmp_path / "absent.jsonl")))
+    message = error_of(path)
+    assert f"{path}:1: source.train: cannot read {tmp_path / 'absent.jsonl'}" in message
 
 
 @pytest.mark.parametrize("name", ["quickstart", "svamp-paper", "gsm8k-openai"])

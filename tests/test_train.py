@@ -18,9 +18,9 @@ from safetensors.torch import load_file
 from factory.evaluate import evaluate, load_student, wilson_interval
 from factory.launch import accelerate_config, launch_command
 from factory.pipeline import build_dataset, run_recipe, student_dir
-from factory.recipe import RecipeError, check_training, load_recipe
+from factory.recipe import RecipeError, load_recipe
 from factory.sources import Problem
-from factory.train import train_student
+from factory.train import check_training, train_student
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST_SFT = {

@@ -1,23 +1,13 @@
-"""The recipe: one YAML file describing a whole study, validated strictly before any work starts.
-
-`load_recipe(path)` reads the YAML, interpolates `${VAR}` / `${VAR:-default}` from the environment,
-and validates it against the schema below. Every problem is a `RecipeError` naming the file, the
-line and the key path, e.g. `recipes/x.yaml:12: cot.levels[0]: ...`.
-"""
+"""The recipe schema: every section of a study, validated strictly, and the configs it builds."""
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-
-from factory.yaml_where import key_lines, locate, validation_messages
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 TaskType = Literal["math", "multiple_choice", "yes_no"]
 Format = Literal["cot", "subq", "rar", "sym"]
@@ -25,8 +15,6 @@ DropReason = Literal["truncated", "unparseable", "wrong", "repetitive", "duplica
 DROP_REASONS: tuple[str, ...] = ("truncated", "unparseable", "wrong", "repetitive", "duplicate")
 CONFIG_NAME = re.compile(r"^(?:(cot|subq|rar|sym)-L([1-6])|answer-only|reference)$")
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-DISCRIMINATED = {"kind": "hub, files, alpaca, gym", "backend": "openai, transformers, replay"}
-ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
 class RecipeError(ValueError):
@@ -264,100 +252,45 @@ def _short_name(model: str) -> str:
     return re.sub(r"[^\w.-]+", "-", model.rstrip("/").rsplit("/", 1)[-1]).lower()
 
 
-# --- loading ----------------------------------------------------------------------------------
+# --- configs ----------------------------------------------------------------------------------
 
 
-def check_training(recipe: Recipe) -> None:
-    """What the schema cannot know: `train.sft` and `train.lora` keys are real `SFTConfig` and
-    `LoraConfig` options, and `train.configs` are configs the recipe builds."""
-    import dataclasses
-    import difflib
+@dataclass(frozen=True)
+class ConfigPlan:
+    """One dataset config the recipe builds: who writes its rationales, in which shape."""
 
-    from peft import LoraConfig
-    from trl import SFTConfig
+    name: str
+    teacher: str  # a teacher's name, or `gold` (answer-only) or `reference` (the source's own)
+    format: str | None = None
+    level: int | None = None
 
-    from factory.generate import plan_configs
-    from factory.train import RESERVED_SFT
-
-    lines = _lines_of(recipe)
-    for section, cls in (("sft", SFTConfig), ("lora", LoraConfig)):
-        names = {f.name for f in dataclasses.fields(cls) if f.init}
-        for key in getattr(recipe.train, section) or {}:
-            where = locate(recipe.path, lines, ("train", section, key))
-            if key in RESERVED_SFT:
-                raise RecipeError(
-                    f"{where}: train.{section}.{key}: set by cot-factory, not a recipe"
-                )
-            if key not in names:
-                close = difflib.get_close_matches(key, names, n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise RecipeError(
-                    f"{where}: train.{section}.{key}: not a {cls.__name__} option{hint}"
-                )
-    built = [plan.name for plan in plan_configs(recipe)]
-    for i, config in enumerate(recipe.train.configs or []):
-        if config not in built:
-            where = locate(recipe.path, lines, ("train", "configs", i))
-            raise RecipeError(
-                f"{where}: train.configs[{i}]: {config!r} is not built by this "
-                f"recipe (configs: {', '.join(built)})"
-            )
+    @property
+    def shape(self) -> str:
+        return f"{self.format}-L{self.level}"
 
 
-def _lines_of(recipe: Recipe) -> dict:
-    return key_lines(recipe.path.read_text()) if recipe.path else {}
+def plan_configs(recipe: Recipe) -> list[ConfigPlan]:
+    """Every dataset config the recipe asks for, in card order: `{format}-L{level}` for each level
+    x format of a generating teacher (or each file of a replay teacher), prefixed by the
+    teacher's name when there are several, then `answer-only` and `reference`."""
+    several = len(recipe.teacher) > 1
+    plans = []
+    for spec in recipe.teacher:
+        name = teacher_name(spec)
+        if isinstance(spec, ReplayTeacher):
+            shapes = [_parse_config(config) for config in spec.files]
+        else:
+            shapes = [(f, lvl) for f in recipe.cot.formats for lvl in recipe.cot.levels]
+        for fmt, level in shapes:
+            config = f"{name}-{fmt}-L{level}" if several else f"{fmt}-L{level}"
+            plans.append(ConfigPlan(config, name, fmt, level))
+    if recipe.cot.answer_only:
+        plans.append(ConfigPlan("answer-only", "gold"))
+    if recipe.cot.reference:
+        plans.append(ConfigPlan("reference", "reference"))
+    return plans
 
 
-def load_recipe(path: str | Path) -> Recipe:
-    """Read, interpolate and validate a recipe file."""
-    path = Path(path)
-    if not path.is_file():
-        raise RecipeError(f"{path}: no such recipe file")
-    text = path.read_text()
-    try:
-        lines = key_lines(text)
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise RecipeError(f"{where}: invalid YAML: {getattr(err, 'problem', err)}") from None
-    if not isinstance(raw, dict):
-        raise RecipeError(f"{path}: a recipe is a YAML mapping of sections")
-    data = _interpolate(raw, (), path, lines)
-    data.setdefault("name", path.stem)
-    try:
-        recipe = Recipe.model_validate(data)
-    except ValidationError as err:
-        raise RecipeError(validation_messages(err, data, path, lines, DISCRIMINATED)) from None
-    recipe.path = path
-    recipe.hash = recipe_hash(raw)
-    return recipe
-
-
-def recipe_hash(raw: dict) -> str:
-    """A canonical content hash of the recipe as written (before interpolation): formatting,
-    comments and key order do not change it, so it names the build on any machine."""
-    canonical = json.dumps(raw, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
-
-
-def _interpolate(node: Any, keys: tuple, path: Path, lines: dict) -> Any:
-    if isinstance(node, dict):
-        return {k: _interpolate(v, (*keys, k), path, lines) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_interpolate(v, (*keys, i), path, lines) for i, v in enumerate(node)]
-    if not isinstance(node, str):
-        return node
-
-    def substitute(match: re.Match) -> str:
-        name, default = match.group(1), match.group(2)
-        if name in os.environ:
-            return os.environ[name]
-        if default is not None:
-            return default
-        where = locate(path, lines, keys)
-        raise RecipeError(
-            f"{where}: environment variable ${{{name}}} is not set and has no default"
-        )
-
-    return ENV_VAR.sub(substitute, node)
+def _parse_config(config: str) -> tuple[str, int]:
+    match = CONFIG_NAME.match(config)
+    return match.group(1), int(match.group(2))
