@@ -2,38 +2,86 @@
 
 Used to verify teacher chain-of-thought outputs and to evaluate students, so both judge a model's
 answer the same way. Task types: ``math`` (numbers, fractions, LaTeX), ``multiple_choice``
-(letters) and ``yes_no``.
+(letters) and ``yes_no``. Self-contained (stdlib and math-verify): the demo Space ships a copy.
+
+Rules:
+- The answer is the last 'The answer is X' ('My answer is', 'The correct answer should be',
+  'Answer: X') whose X parses, then the last \\boxed{}, then (math) the last number, (yes/no) an
+  opening 'Yes, ...' / 'No. ...'.
+  Markdown bold, code and quotes around X are ignored. A negated ('is not 11'), retracted
+  ('225 was incorrect', '12, which is wrong', '12. Wait, that's wrong.') or doubted ('12?')
+  statement states nothing, and a number the text rejects is never taken as the last number.
+- A math answer is a number, or an expression with a digit or \\pi and no words that math-verify
+  parses into a finite value. Integers, decimals and fractions (a/b, \\frac{a}{b}) compare
+  exactly; the one tolerance: a decimal with 2+ places matches a fraction with no finite decimal
+  expansion (1/3) when within one unit of its last place (0.33, 0.3333333). Other LaTeX goes to
+  math-verify.
+- A letter is read only when it stands alone ('B', '(B)', 'B) text', 'option B'): 'A tundra' is
+  option text and 'B and D' names no single option. Option text matches a choice's text.
 """
 
 from __future__ import annotations
 
-import math
 import re
 import threading
 from fractions import Fraction
 
-TaskType = str  # "math" | "multiple_choice" | "yes_no"
 TASKS = ("math", "multiple_choice", "yes_no")
 
 _SEP = r"[\s._-]*"  # also matches "TheanswerisTrue" and "The.answer.is.False"
 _ANSWER_RE = re.compile(
-    rf"the{_SEP}(?:(?:final|correct){_SEP})?answer{_SEP}is|\banswer\s*:", re.IGNORECASE
+    rf"(?:(?:the|(?<![a-z])(?:my|our)){_SEP})?(?:(?:final|correct|right){_SEP})?answer{_SEP}"
+    rf"(?:is|(?:should|would|must){_SEP}be)|\banswer\s*:",
+    re.IGNORECASE,
 )
-_NEGATED_RE = re.compile(r"not\b", re.IGNORECASE)  # "The answer is not 26, ..." states no answer
+_NEGATED_RE = re.compile(r"(?:[a-z]+ly\s+)?(?:not|n['’]t|never)\b", re.IGNORECASE)
+_WRONG = r"(?:incorrect|wrong|mistaken|not\s+(?:correct|right)|a\s+(?:mistake|typo)|an\s+error)\b"
+_RETRACTED_RE = re.compile(  # "225 was incorrect", "12, which is wrong", "12 (incorrect)"
+    r"(?:(?!\b(?:because|since|as|while|whereas|if|when|unlike|than|so)\b)(?:[^,;:(.?!\n]|\.\d))*?"
+    r"(?:\b(?:is|was|seems)\s+|[,;(]\s*(?:but\s+|and\s+)?"
+    rf"(?:(?:that|this|which|it)(?:['’]s|\s+(?:is|was|seems))\s+)?)(?:[a-z]+ly\s+)?{_WRONG}",
+    re.IGNORECASE,
+)
+_RETRACTED_NEXT_RE = re.compile(  # the next sentence: "Wait, that's wrong.", "No, wait"
+    r"\s*(?:(?:wait|hmm+|oops|actually|no)\b[\s,.!]*)*(?:that|this|it)(?:['’]s|\s+(?:is|was))"
+    rf"\s+(?:[a-z]+ly\s+)?{_WRONG}(?=\s*(?:[.!;,:]|$))|\s*(?:wait|oops)\b[\s,.!]*no\b"
+    r"|\s*no\b[\s,.!]*wait\b",
+    re.IGNORECASE,
+)
+_SENTENCE_RE = re.compile(r"[.!?](?=\s|$)|\n")
 _LEADING_TAGS_RE = re.compile(r"^(?:\s*<[^<>\n]{1,40}>)+")  # "The answer is <answer> 16"
+_MARKUP_RE = re.compile(r"\*\*|__|`|[\"“”‘]|(?<!\w)['’]|['’](?!\w)")  # **B**, `B`, "B", 'B'
+_EMPHASIS_RE = re.compile(r"(?<![\w*])\*(?=[^\s*])([^*\n]*?[^\s*])\*(?![\w*])")  # *B*
 _BOXED_RE = re.compile(r"\\(?:boxed|fbox)\s*\{")
 _NUMBER = r"-?(?:\d+(?:,\d{3})*(?:\.\d+)?|\.\d+)(?:/\d+)?"
 _NUMBER_RE = re.compile(rf"(?<![\w.]){_NUMBER}(?!(?:st|nd|rd|th)\b)")  # not "3rd"
 _FULL_NUMBER_RE = re.compile(_NUMBER)
+_LEAD_NUMBER_RE = re.compile(rf"\$?\s*({_NUMBER})")
+_REFUSED_NUMBER_RE = re.compile(  # "not 11", "isn't 11", "instead of 11", "rather than 11"
+    rf"(?:\bnot|n['’]t|\binstead\s+of|\brather\s+than)\s+(?:equal\s+to\s+)?\$?\s*({_NUMBER})",
+    re.IGNORECASE,
+)
 _NOISE_RE = re.compile(r"\\?[$%]|\\[,!;]|\\(?:text|mathrm)\{[^{}]*\}")  # $, %, spacing, units
 _SENTENCE_END_RE = re.compile(r"\.(?:\s|$)")  # a period that is not a decimal point
+_NOTE_RE = re.compile(r"(?<=\S)\s*\((?:[^()]|\([^()]*\))*\)")  # "20 (where x = 4)"
+_LEADING_EQUATION_RE = re.compile(r"^\s*(?:(?:[A-Za-z_]\w*\s*|[-+*/×÷x^().,\d\s]+?)=\s*)+")
+_LATEX_FRACTION_RE = re.compile(r"(-?)\\[dt]?frac\{(-?[\d.]+)\}\{(-?[\d.]+)\}")
 _LATEX_MARKUP_RE = re.compile(r"\\[A-Za-z]+|[{}$]")  # "\text{Yes}" -> "Yes"
 _CALC_MARK_RE = re.compile(r"<<[^>]*>>")
 _LETTER_RE = re.compile(  # "(c)", "C) 21", "C.", "C", "c", "option C"; not the "a" of "a total"
-    r"(?:(?i:option|choice)\s*)?(?:\(([A-Za-z])\)|([A-Z])(?=[).:,\s]|$)|([a-z])(?=[).:]|\s*$))"
+    r"(?:(?i:option|choice)\s+)?(?:\(([A-Za-z])\)|([A-Z])(?=[).:,\s]|$)|([a-z])(?=[).:]|\s*$))"
 )
+_MORE_LETTERS_RE = re.compile(r"\s*(?:[,&/+]|\band\b|\bor\b)\s*\(?[A-HJ-Z](?![\w'])")  # "B, D"
+_PROSE_AFTER_RE = re.compile(r"\s+(?!(?:because|since|as|is|was)\b)[A-Za-z]{2,}")  # "A tundra"
+_CLAUSE_END_RE = re.compile(r"[.!?;:,](?:\s|$)|\s(?:because|since|as|which|so)\s")
 _CHOICE_PREFIX_RE = re.compile(r"^\s*\(?([A-Za-z])\s*[).:]\s*")
+_ARTICLE_RE = re.compile(r"^(?:an?|the)\s+")
+_VERDICT_RE = re.compile(  # an opening "No, because", "Yes.", "Yes\n"; not "No one"
+    r"\s*(yes|no|true|false)(?:\s*(?:[,.!:;]|[-—–]\s|$)|[ \t]*\n)", re.IGNORECASE
+)
 _YES_NO = {"yes": "yes", "true": "yes", "no": "no", "false": "no"}
+_INFINITE = ("oo", "-oo", "zoo", "nan")
+_WINDOW = 2000  # characters read after an answer phrase: the answer and the next sentence
 
 
 def final_answer_line(answer: str) -> str:
@@ -51,28 +99,25 @@ def split_reference(answer: str) -> tuple[str | None, str]:
 
 def normalize_gold(answer: str, task: str, choices: list[str] | None = None) -> str:
     """The canonical form of a gold answer for `task`; ValueError when there is none."""
-    text = str(answer).strip()
+    text = _strip_markup(str(answer)).strip()
     if task == "math":
-        text = split_reference(text)[1]
-        gold = _canonical_math(text)
+        gold, expected = _math_answer(split_reference(text)[1]), "a number or math expression"
     elif task == "multiple_choice":
-        gold = _parse_choice(text, choices)
+        gold, expected = _parse_choice(text, choices), "a letter or the text of a choice"
     elif task == "yes_no":
-        gold = _parse_yes_no(text)
+        gold, expected = _parse_yes_no(text), "yes/no or true/false"
     else:
         raise ValueError(f"unknown task type {task!r} (expected {', '.join(TASKS)})")
     if not gold:
         among = f" among choices {choices}" if choices else ""
-        raise ValueError(f"cannot normalise gold answer {answer!r} for task {task!r}{among}")
+        raise ValueError(
+            f"cannot normalise gold answer {answer!r} for task {task!r}{among} (need {expected})"
+        )
     return gold
 
 
 def extract_answer(text: str, task: str, choices: list[str] | None = None) -> str | None:
-    """The final answer of a model output, normalised like the gold answers, or None.
-
-    Tries the last 'The answer is X' / 'Answer: X' that parses, then the last \\boxed{...}, then
-    (math only) the last number in the text.
-    """
+    """The final answer of a model output, normalised like the gold answers, or None."""
     parse = {
         "math": _math_span,
         "multiple_choice": lambda span: _parse_choice(span, choices),
@@ -80,27 +125,45 @@ def extract_answer(text: str, task: str, choices: list[str] | None = None) -> st
     }.get(task)
     if parse is None:
         raise ValueError(f"unknown task type {task!r} (expected {', '.join(TASKS)})")
-    for span in _stated_answers(text, keep_sign=task == "math"):
+    text = _strip_markup(text)
+    stated, rejected = _stated_answers(text, keep_sign=task == "math")
+    for span in stated:
         if answer := parse(span):
             return answer
     boxed = _last_boxed(text)
     if boxed is not None and (answer := parse(boxed)):
         return answer
     if task == "math":
-        numbers = _NUMBER_RE.findall(text.replace("−", "-"))
-        return _canonical_number(numbers[-1]) if numbers else None
-    return None
+        return _last_number(text, rejected)
+    verdict = _VERDICT_RE.match(text) if task == "yes_no" else None
+    return _YES_NO[verdict.group(1).lower()] if verdict else None
 
 
-def _stated_answers(text: str, keep_sign: bool) -> list[str]:
-    """The text after each 'The answer is' / 'Answer:' up to the line end, last first."""
-    spans = []
+def _stated_answers(text: str, keep_sign: bool) -> tuple[list[str], list[str]]:
+    """(the text after each answer phrase up to the line end, last first; those negated or
+    retracted). A doubted one ('12?') is in neither."""
+    stated, rejected = [], []
     for match in reversed(list(_ANSWER_RE.finditer(text))):
-        span = _LEADING_TAGS_RE.sub("", text[match.end() :].split("\n", 1)[0])
-        span = span.lstrip(" \t:") if keep_sign else span.lstrip(" \t:._-")
-        if not _NEGATED_RE.match(span):
-            spans.append(span)
-    return spans
+        after = _LEADING_TAGS_RE.sub("", text[match.end() : match.end() + _WINDOW])
+        after = after.lstrip(" \t:") if keep_sign else after.lstrip(" \t:._-")
+        span, end = after.split("\n", 1)[0], _SENTENCE_RE.search(after)
+        sentence, rest = (after[: end.end()], after[end.end() :]) if end else (after, "")
+        if _NEGATED_RE.match(span) or _RETRACTED_RE.match(span) or _RETRACTED_NEXT_RE.match(rest):
+            rejected.append(span)
+        elif not sentence.rstrip().endswith("?"):
+            stated.append(span)
+    return stated, rejected
+
+
+def _last_number(text: str, rejected: list[str]) -> str | None:
+    """The last number of `text` that the text does not reject ('not 11', a retracted answer)."""
+    text = text.replace("−", "-")
+    refused = {_canonical_number(m.group(1)) for m in _REFUSED_NUMBER_RE.finditer(text)}
+    refused |= {_canonical_number(n.group(1)) for s in rejected if (n := _LEAD_NUMBER_RE.match(s))}
+    for number in reversed(_NUMBER_RE.findall(text)):
+        if (value := _canonical_number(number)) not in refused:
+            return value
+    return None
 
 
 def is_correct(predicted: str | None, gold: str, task: str) -> bool:
@@ -109,13 +172,21 @@ def is_correct(predicted: str | None, gold: str, task: str) -> bool:
         return False
     if task != "math":
         return predicted == gold
-    pred, ref = _canonical_math(predicted), _canonical_math(gold)
-    if pred is not None and pred == ref:
-        return True
-    pred_value, ref_value = _to_float(pred or predicted), _to_float(ref or gold)
+    pred, ref = _math_answer(predicted), _math_answer(gold)
+    if pred is None or ref is None:
+        return False
+    pred_value, ref_value = _exact(pred), _exact(ref)
     if pred_value is not None and ref_value is not None:
-        return math.isclose(pred_value, ref_value, rel_tol=1e-6)
-    return _math_verify_equal(ref or gold, pred or predicted)
+        return (
+            pred_value == ref_value
+            or _approximates(pred, ref_value)
+            or _approximates(ref, pred_value)
+        )
+    return pred == ref or _math_verify_equal(ref, pred)
+
+
+def _strip_markup(text: str) -> str:
+    return _MARKUP_RE.sub("", _EMPHASIS_RE.sub(r"\1", text))
 
 
 def _canonical_number(number: str) -> str:
@@ -126,12 +197,39 @@ def _canonical_number(number: str) -> str:
     return "0" if number in ("-0", "-", "") else number
 
 
-def _canonical_math(text: str) -> str | None:
-    """Strip '$', '%', spaces and a final period; numbers canonical, other text (LaTeX) kept."""
+def _math_answer(text: str) -> str | None:
+    """`text` as a math answer (see the module rules): a canonical number or LaTeX, else None."""
     text = _NOISE_RE.sub("", text.replace("−", "-")).strip().rstrip(".").strip()
     if _FULL_NUMBER_RE.fullmatch(text):
         return _canonical_number(text)
-    return text or None
+    if not re.search(r"\d|\\pi\b", text) or re.search(
+        r"[A-Za-z]{2,}", _LATEX_MARKUP_RE.sub(" ", text)
+    ):
+        return None
+    return text if _finite(text) else None
+
+
+def _exact(text: str) -> Fraction | None:
+    """The exact value of a number, a/b or \\frac{a}{b}; None for anything else."""
+    fraction = _LATEX_FRACTION_RE.fullmatch(text)
+    if fraction:
+        text = f"{fraction.group(1)}{fraction.group(2)}/{fraction.group(3)}".replace("--", "")
+    try:
+        return Fraction(text.replace(",", "")) if _FULL_NUMBER_RE.fullmatch(text) else None
+    except (ValueError, ZeroDivisionError):
+        return None
+
+
+def _approximates(decimal: str, value: Fraction) -> bool:
+    """A decimal with 2+ places within one unit of its last place of a non-terminating value."""
+    places = len(decimal.partition(".")[2]) if _FULL_NUMBER_RE.fullmatch(decimal) else 0
+    denominator = value.denominator
+    for factor in (2, 5):
+        while denominator % factor == 0:
+            denominator //= factor
+    if places < 2 or "/" in decimal or denominator == 1:
+        return False
+    return abs(Fraction(decimal) - value) < Fraction(1, 10**places)
 
 
 def _math_span(span: str) -> str | None:
@@ -139,11 +237,10 @@ def _math_span(span: str) -> str | None:
     if _BOXED_RE.search(span) and (inner := _last_boxed(span)) is not None:
         span = inner
     cleaned = _NOISE_RE.sub("", span.replace("−", "-"))
-    cleaned = _SENTENCE_END_RE.split(cleaned, maxsplit=1)[0].strip()
-    if re.search(r"[\\^{]", cleaned):  # LaTeX: keep the whole expression
-        return cleaned or None
-    cleaned = cleaned.rsplit("=", 1)[-1]  # "x = 5" -> "5"
-    number = _NUMBER_RE.search(cleaned)
+    cleaned = _NOTE_RE.sub("", _SENTENCE_END_RE.split(cleaned, maxsplit=1)[0]).strip()
+    if re.search(r"[\\^{]", cleaned):  # LaTeX: the whole expression, right of any '='
+        return _math_answer(cleaned.rsplit("=", 1)[-1])
+    number = _NUMBER_RE.search(_LEADING_EQUATION_RE.sub("", cleaned))  # "81 - 60 = 21", "x = 5"
     return _canonical_number(number.group()) if number else None
 
 
@@ -167,56 +264,83 @@ def _parse_yes_no(text: str) -> str | None:
 
 
 def _parse_choice(text: str, choices: list[str] | None) -> str | None:
-    """The choice letter stated in `text` ('(C)', 'C) 21', 'c') or the letter of a choice's text."""
+    """The letter `text` states: a choice's own text, a lone letter ('(C)', 'C) 21', 'c'), or
+    the choice with the same number."""
     text = _LATEX_MARKUP_RE.sub("", text).strip()
-    valid = [chr(ord("A") + index) for index in range(len(choices))] if choices else None
+    if choices and (letter := _choice_by_text(text, choices)):
+        return letter
+    letter = _stated_letter(text)
+    if letter and (choices is None or ord(letter) - ord("A") < len(choices)):
+        return letter
+    return _choice_by_number(text, choices) if choices else None
+
+
+def _stated_letter(text: str) -> str | None:
+    """The letter at the start of `text` when it stands alone, not 'A tundra' or 'B and D'."""
     match = _LETTER_RE.match(text)
-    if match:
-        letter = next(group for group in match.groups() if group).upper()
-        if valid is None or letter in valid:
-            return letter
-    return _match_choice_text(text, choices) if choices else None
+    if not match:
+        return None
+    rest = text[match.end() :]
+    if _MORE_LETTERS_RE.match(rest):
+        return None
+    bare = match.group(2) in ("A", "I") and match.start(2) == 0
+    return (
+        None if bare and _PROSE_AFTER_RE.match(rest) else next(filter(None, match.groups())).upper()
+    )
 
 
-def _match_choice_text(text: str, choices: list[str]) -> str | None:
-    """The letter of the choice whose text `text` states (exactly, or as the same number)."""
-    texts = [_CHOICE_PREFIX_RE.sub("", choice, count=1) for choice in choices]
-    key = _text_key(text)
-    for index, choice in enumerate(texts):
-        if key and _text_key(choice) == key:
-            return chr(ord("A") + index)
-    number = _NUMBER_RE.search(text.replace("$", ""))
-    value = _to_float(_canonical_number(number.group())) if number else None
-    for index, choice in enumerate(texts):
-        choice_value = _to_float(_canonical_math(choice) or "")
-        if value is not None and choice_value is not None and math.isclose(value, choice_value):
-            return chr(ord("A") + index)
-    return None
+def _choice_by_text(text: str, choices: list[str]) -> str | None:
+    """The letter of the choice whose text `text` (or its first clause) states."""
+    keys = {_text_key(text), _text_key(_CLAUSE_END_RE.split(text, 1)[0])} - {""}
+    texts = [_text_key(_CHOICE_PREFIX_RE.sub("", str(c), count=1)) for c in choices]
+    return next((chr(ord("A") + i) for i, key in enumerate(texts) if key in keys), None)
+
+
+def _choice_by_number(text: str, choices: list[str]) -> str | None:
+    """The letter of the choice that is the first number of `text` (its first clause)."""
+    number = _NUMBER_RE.search(_CLAUSE_END_RE.split(text.replace("$", ""), 1)[0])
+    if number is None:
+        return None
+    values = [
+        _exact(_math_answer(_CHOICE_PREFIX_RE.sub("", str(c), count=1)) or "") for c in choices
+    ]
+    value = _exact(_canonical_number(number.group()))
+    return next((chr(ord("A") + i) for i, v in enumerate(values) if v == value), None)
 
 
 def _text_key(text: str) -> str:
-    return re.sub(r"\s+", " ", text.replace("$", "").replace(",", "")).strip(" .").lower()
+    text = re.sub(r"\s+", " ", text.replace("$", "").replace(",", "")).strip(" .!").lower()
+    return _ARTICLE_RE.sub("", text)
 
 
-def _to_float(text: str | None) -> float | None:
-    if text is None or not _FULL_NUMBER_RE.fullmatch(text):
-        return None
-    try:
-        return float(Fraction(text.replace(",", "")))
-    except (ValueError, ZeroDivisionError):
-        return None
+def _finite(expression: str) -> bool:
+    """Whether math-verify parses `expression` into a value that is not infinite or NaN."""
+    parsed = _parsed(expression)
+    return bool(parsed) and not isinstance(parsed[0], str) and str(parsed[0]) not in _INFINITE
+
+
+def _parsed(expression: str) -> list:
+    return _math_verify("parse", f"${expression}$", parsing_timeout=_timeout()) or []
 
 
 def _math_verify_equal(gold: str, predicted: str) -> bool:
     """Symbolic equivalence through math-verify; any failure or timeout counts as not equal."""
+    return bool(
+        _math_verify("verify", _parsed(gold), _parsed(predicted), timeout_seconds=_timeout())
+    )
+
+
+def _math_verify(function: str, *args, **kwargs):
+    """A math-verify function's result, or None when it fails or times out."""
     import math_verify
     from math_verify.errors import TimeoutException
 
-    # math-verify times out through signal.alarm, which only works in the main thread.
-    timeout = 5 if threading.current_thread() is threading.main_thread() else None
     try:
-        gold_parsed = math_verify.parse(f"${gold}$", parsing_timeout=timeout)
-        pred_parsed = math_verify.parse(f"${predicted}$", parsing_timeout=timeout)
-        return bool(math_verify.verify(gold_parsed, pred_parsed, timeout_seconds=timeout))
+        return getattr(math_verify, function)(*args, **kwargs)
     except (Exception, TimeoutException):
-        return False
+        return None
+
+
+def _timeout() -> int | None:
+    # math-verify times out through signal.alarm, which only works in the main thread.
+    return 5 if threading.current_thread() is threading.main_thread() else None

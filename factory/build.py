@@ -17,10 +17,14 @@ from statistics import mean
 from factory.cards import render_dataset_card
 from factory.prompts import student_messages
 from factory.recipe import DROP_REASONS, Recipe, plan_configs
+from factory.shards import (
+    COT_FEATURES,
+    PROBLEM_FEATURES,
+    PROBLEMS_CONFIG,
+    SHARD,
+    write_parquet,
+)
 from factory.sources import Problem
-
-SHARD = "{split}-00000-of-00001.parquet"
-PROBLEMS_CONFIG = "problems"
 
 
 def build(
@@ -37,9 +41,9 @@ def build(
             if t["config"] == config and t["drop_reason"] is None
         ]
         if rows:
-            _write_parquet(rows, tmp / config / SHARD.format(split="train"), COT_FEATURES)
+            write_parquet(rows, tmp / config / SHARD.format(split="train"), COT_FEATURES)
     for split, items in problems.items():
-        _write_parquet(
+        write_parquet(
             [p.to_dict() for p in items],
             tmp / PROBLEMS_CONFIG / SHARD.format(split=split),
             PROBLEM_FEATURES,
@@ -51,23 +55,12 @@ def build(
     prompted = next((t for t in traces if t["messages"]), None)
     example_prompt = prompted and {"config": prompted["config"], "messages": prompted["messages"]}
     split_sizes = {k: len(v) for k, v in problems.items()}
-    card = render_dataset_card(recipe, stats, split_sizes, samples, example_prompt)
+    skipped = getattr(problems, "skipped", {})
+    card = render_dataset_card(recipe, stats, split_sizes, samples, example_prompt, skipped)
     card.save(tmp / "README.md")
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
     return stats
-
-
-def load_config(folder: Path, config: str, split: str = "train"):
-    """One split of one config of a dataset folder in this layout. The shards are read by path:
-    `load_dataset(folder, config)` caches a local folder under its name alone (datasets 5.2), so
-    two folders called `dataset` would share one cache entry and return each other's rows."""
-    from datasets import load_dataset
-
-    files = sorted(str(p) for p in (folder / config).glob(f"{split}-*.parquet"))
-    if not files:
-        raise FileNotFoundError(f"{folder}: config {config!r} has no {split!r} split")
-    return load_dataset("parquet", data_files={split: files}, split=split)
 
 
 def config_stats(recipe: Recipe, train: list[Problem], traces: list[dict]) -> dict[str, dict]:
@@ -113,50 +106,3 @@ def _row(trace: dict, task: str) -> dict:
         "finish_reason": trace["finish_reason"],
         "raw_output": trace["raw_output"],
     }
-
-
-def _features(columns: dict):
-    from datasets import Features, List, Value
-
-    def feature(kind):
-        if kind == "messages":
-            return List({"role": Value("string"), "content": Value("string")})
-        return List(Value("string")) if kind == "strings" else Value(kind)
-
-    return Features({name: feature(kind) for name, kind in columns.items()})
-
-
-COT_FEATURES = {
-    "prompt": "messages",
-    "completion": "messages",
-    "id": "string",
-    "sample": "int32",
-    "question": "string",
-    "choices": "strings",
-    "answer": "string",
-    "predicted_answer": "string",
-    "correct": "bool",
-    "teacher": "string",
-    "teacher_params": "string",
-    "format": "string",
-    "level": "int32",
-    "num_steps": "int32",
-    "num_tokens": "int32",
-    "finish_reason": "string",
-    "raw_output": "string",
-}
-PROBLEM_FEATURES = {
-    "id": "string",
-    "question": "string",
-    "answer": "string",
-    "choices": "strings",
-    "reference_rationale": "string",
-}
-
-
-def _write_parquet(rows: list[dict], path: Path, columns: dict) -> None:
-    from datasets import Dataset, disable_progress_bars
-
-    disable_progress_bars()  # one bar per long loop; a shard write is not one
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Dataset.from_list(rows, features=_features(columns)).to_parquet(str(path))

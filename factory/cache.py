@@ -53,6 +53,11 @@ class GenerationCache:
             found.update((k, json.loads(r)) for k, r in self._db.execute(query, chunk))
         return found
 
+    def responses(self) -> dict[str, dict]:
+        """Every cached response, by request key."""
+        rows = self._db.execute("SELECT key, response FROM completions")
+        return {key: json.loads(response) for key, response in rows}
+
     def put(self, key: str, teacher: str, request: dict, response: dict) -> None:
         """Store one completion, committed before returning."""
         self._db.execute(

@@ -11,7 +11,7 @@ from factory import __version__
 from factory.prompts import describe
 from factory.recipe import GymSource, HubSource, Recipe, ReplayTeacher, teacher_name
 
-TEMPLATES = files("factory") / "card_templates"
+TEMPLATES = files("factory.card_templates")
 SIZE_CATEGORIES = [
     (1_000, "n<1K"),
     (10_000, "1K<n<10K"),
@@ -49,6 +49,7 @@ def render_dataset_card(
     split_sizes: dict[str, int],
     samples: dict,
     example_prompt: dict | None = None,
+    skipped: dict[str, dict[str, int]] | None = None,
 ):
     from huggingface_hub import DatasetCard, DatasetCardData
 
@@ -72,6 +73,7 @@ def render_dataset_card(
         card_data,
         template_path=str(TEMPLATES / "dataset_card.md.jinja"),
         example_prompt=example_prompt,
+        skipped_note=_skipped_note(skipped or {}),
         **_dataset_card_vars(recipe, stats, split_sizes, samples, configs),
     )
 
@@ -113,6 +115,17 @@ def _stat_view(s: dict) -> dict:
     dropped = ", ".join(f"{reason} {n}" for reason, n in s["dropped"].items()) or "0"
     accuracy = "–" if s["teacher_accuracy"] is None else f"{100 * s['teacher_accuracy']:.1f}%"
     return {**s, "dropped_text": dropped, "accuracy_text": accuracy}
+
+
+def _skipped_note(skipped: dict[str, dict[str, int]]) -> str:
+    """Which source rows did not become problems, and why (`source.bad_rows: skip`, and test
+    problems that were also training problems)."""
+    parts = [
+        f"{split}: " + ", ".join(f"{n} {reason}" for reason, n in reasons.items())
+        for split, reasons in skipped.items()
+        if any(reasons.values())
+    ]
+    return f"Source rows left out, by split and reason: {'; '.join(parts)}." if parts else ""
 
 
 def _missing_note(missing: dict[str, int]) -> str:
@@ -166,6 +179,7 @@ def render_model_card(
     sft: dict,
     lora: dict | None,
     example_question: str,
+    reproduce_command: str,
 ):
     """The card of one distilled student: Hub YAML with a `model-index`, results, how to use it,
     how it was trained, how to reproduce it."""
@@ -230,6 +244,7 @@ def render_model_card(
         sft=sft,
         lora=lora,
         example_question=example_question.replace('"', '\\"'),
+        reproduce_command=reproduce_command,
         recipe_text=recipe.path.read_text().strip() if recipe.path else "",
         pct=lambda x: f"{100 * x:.1f}%",
         interval=lambda ci: f"[{100 * ci[0]:.1f}%, {100 * ci[1]:.1f}%]",

@@ -1,196 +1,265 @@
-"""The `cot-factory` command. Heavy libraries load inside the commands, so `--help` is instant."""
+"""The `cot-factory` command: argument parsing, one call into `factory.run` per command, and
+everything the user sees (this is the only module that prints). Heavy libraries load inside the
+commands, so `--help` is instant."""
 
 from __future__ import annotations
 
-import argparse
+import json
 import logging
 import sys
 import warnings
 from pathlib import Path
 
-from factory import __version__
-from factory.commands import (
-    cmd_build,
-    cmd_demo,
-    cmd_eval,
-    cmd_publish,
-    cmd_pull,
-    cmd_report,
-    cmd_reproduce,
-    cmd_run,
-    cmd_space_build,
-    cmd_sweep,
-    cmd_train,
-    cmd_validate,
-)
-
-EPILOG = """\
-state lives in the home directory: --home, else $COT_FACTORY_HOME, else ~/.cache/cot-factory
-(registry/ for published repos, cache/ for teacher answers, runs/ for builds, models/).
-"""
+from factory import summaries
+from factory.arguments import parser
+from factory.secrets import format_exception, install_log_redaction, redact
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = parser().parse_args(argv)
+    args.command = globals()[f"cmd_{args.command}"]
+    _set_up_logging(args.verbose)
+    try:
+        return args.command(args) or 0
+    except Exception as err:  # everything leaves redacted: no key or token reaches the terminal
+        if args.verbose or not _is_user_error(err):
+            print(format_exception(err), end="", file=sys.stderr)
+            return 1
+        print(f"error: {redact(str(err))}", file=sys.stderr)
+        return 2
+
+
+def _set_up_logging(verbose: bool) -> None:
+    """Progress bars and summaries for the user; other libraries' INFO chatter (every HTTP
+    request of httpx, huggingface_hub, openai) only with -v."""
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
+        level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
-    for noisy in ("httpx", "httpcore", "openai"):
-        logging.getLogger(noisy).setLevel(logging.DEBUG if args.verbose else logging.WARNING)
-    if not args.verbose:  # upstream deprecation notices are not the user's to act on
-        warnings.filterwarnings("ignore", category=FutureWarning)
-    try:
-        return args.command(args) or 0
-    except Exception as err:
-        if args.verbose or not _is_user_error(err):
-            raise
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    install_log_redaction()
+    if not verbose:
+        logging.getLogger().handlers[0].addFilter(_ours_or_warnings)
+        warnings.filterwarnings("ignore", category=FutureWarning)  # not the user's to act on
+
+
+def _ours_or_warnings(record: logging.LogRecord) -> bool:
+    return record.name.split(".")[0] == "factory" or record.levelno >= logging.WARNING
 
 
 def _is_user_error(err: Exception) -> bool:
     """Errors that explain themselves (bad recipe, missing file, unreachable teacher)."""
+    from factory.demo import DemoError
     from factory.generate import GenerateError
     from factory.hub import HubError
-    from factory.publish import PublishError
+    from factory.paths import HomeEscape
     from factory.recipe import RecipeError
+    from factory.run import RunError
     from factory.sources import SourceError
     from factory.teachers import TeacherError
 
-    known = (RecipeError, SourceError, GenerateError, TeacherError, HubError, PublishError)
+    known = (
+        RecipeError,
+        SourceError,
+        GenerateError,
+        TeacherError,
+        HubError,
+        RunError,
+        HomeEscape,
+        DemoError,
+    )
     return isinstance(err, known)
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="cot-factory",
-        description="Chain-of-thought distillation from one YAML recipe: build verified CoT "
-        "datasets, train and evaluate students, publish everything Hub-style, try them in a Space.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--version", action="version", version=f"cot-factory {__version__}")
-    commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
-
-    def command(name: str, func, help: str) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help, description=help)
-        sub.add_argument("--home", type=Path, help="state directory (default: $COT_FACTORY_HOME)")
-        sub.add_argument("-v", "--verbose", action="store_true", help="debug logs and tracebacks")
-        sub.set_defaults(command=func)
-        return sub
-
-    sub = command("validate", cmd_validate, "check a recipe and show what it would build")
-    sub.add_argument("recipe", type=Path)
-    sub = command("build", cmd_build, "source -> generate -> verify -> build a dataset folder")
-    sub.add_argument("recipe", type=Path)
-    sub.add_argument("--publish", action="store_true", help="publish it to the registry after")
-    sub = command("publish", cmd_publish, "publish a recipe's built dataset to its target")
-    sub.add_argument("recipe", type=Path)
-    _target(sub, "where to publish (default: the recipe's `target`, else local)")
-    sub = command(
-        "run",
-        cmd_run,
-        "the whole pipeline: build and publish the dataset, then train, "
-        "evaluate, card and publish every student on every config",
-    )
-    sub.add_argument("recipe", type=Path)
-    _student_filters(sub)
-    _target(sub, "where to publish (default: the recipe's `target`, else local)")
-    sub = command("train", cmd_train, "train students on the built dataset (no evaluation)")
-    sub.add_argument("recipe", type=Path)
-    _student_filters(sub)
-    sub.add_argument(
-        "--accelerate",
-        metavar="CONFIG",
-        help="launch through `accelerate launch` "
-        "with recipes/accelerate/CONFIG.yaml (ddp, zero2, zero3, fsdp) or a file",
-    )
-    sub.add_argument("--dry-run", action="store_true", help="with --accelerate: print the command")
-    sub = command("eval", cmd_eval, "evaluate a model or adapter on a recipe's test split")
-    sub.add_argument("recipe", type=Path)
-    sub.add_argument(
-        "--model", help="base model (Hub id, path, smollm2-135m); default: the adapter's base"
-    )
-    sub.add_argument("--adapter", help="adapter folder or published repo id")
-    sub.add_argument("--revision", help="revision of --adapter")
-    _target(sub, "where --adapter is published (default: local)", default="local")
-    sub.add_argument("--limit", type=int, help="evaluate on the first N test problems")
-    sub.add_argument("--out", type=Path, help="where to write predictions and metrics")
-    sub = command(
-        "sweep",
-        cmd_sweep,
-        "train and evaluate every student x config x seed (resumes), then write the report",
-    )
-    sub.add_argument("recipe", type=Path)
-    _student_filters(sub)
-    sub.add_argument(
-        "--seeds",
-        type=lambda s: [int(x) for x in s.split(",")],
-        help="comma-separated seeds (default: the recipe's train.seeds)",
-    )
-    sub = command(
-        "report",
-        cmd_report,
-        "write the report of a recipe's finished runs: tables, plots, a recommendation per student",
-    )
-    sub.add_argument("recipe", type=Path)
-    sub.add_argument(
-        "--publish",
-        action="store_true",
-        help="also put it in the dataset card and the Space, and republish both",
-    )
-    _target(sub, "where to republish (default: the recipe's `target`)")
-    space = commands.add_parser(
-        "space",
-        help="the Gradio Space to try the students",
-        description="the Gradio Space to try the students",
-    )
-    space_commands = space.add_subparsers(title="space commands", required=True, metavar="COMMAND")
-    sub = space_commands.add_parser("build", help="write (and publish) the recipe's Space folder")
-    sub.add_argument("--home", type=Path, help="state directory (default: $COT_FACTORY_HOME)")
-    sub.add_argument("-v", "--verbose", action="store_true", help="debug logs and tracebacks")
-    sub.set_defaults(command=cmd_space_build)
-    sub.add_argument("recipe", type=Path)
-    sub.add_argument("--publish", action="store_true", help="publish the folder to the target")
-    _target(
-        sub,
-        "local paths or Hub ids in the config, and where to publish (default: the "
-        "recipe's `target`)",
-    )
-    sub = command(
-        "demo",
-        cmd_demo,
-        "open the Space locally: a recipe (its Space is built first) or a Space folder",
-    )
-    sub.add_argument("source", type=Path, help="a recipe file or a Space folder")
-    sub.add_argument("--port", type=int, default=7860)
-    sub = command("pull", cmd_pull, "get a published dataset, model or Space")
-    sub.add_argument("repo_id", help="namespace/name")
-    sub.add_argument("--revision", help="branch, tag or commit (default: main)")
-    sub.add_argument("--repo-type", choices=["dataset", "model", "space"])
-    sub.add_argument("--to", type=Path, help="put the files in this folder")
-    _target(sub, "where to pull from (default: local)", default="local")
-    sub = command(
-        "reproduce",
-        cmd_reproduce,
-        "retrain and re-evaluate a published student from "
-        "the recipe and dataset revision its repo records; compare with its card",
-    )
-    sub.add_argument("repo_id", help="the student's adapter repo, namespace/name")
-    sub.add_argument("--revision", help="branch, tag or commit (default: main)")
-    _target(sub, "where the repo is (default: local)", default="local")
-    return parser
+# --- the commands -----------------------------------------------------------------------------
 
 
-def _target(sub: argparse.ArgumentParser, help: str, default: str | None = None) -> None:
-    sub.add_argument("--target", choices=["local", "hf"], default=default, help=help)
+def _recipe(args):
+    from factory.recipe import load_recipe
+    from factory.secrets import watch
+
+    recipe = load_recipe(args.recipe)
+    watch(*(getattr(t, "api_key_env", None) for t in recipe.teacher))
+    return recipe
 
 
-def _student_filters(sub: argparse.ArgumentParser) -> None:
-    sub.add_argument("--student", action="append", help="only this student (repeatable)")
-    sub.add_argument("--config", action="append", help="only this dataset config (repeatable)")
+def _home(args) -> Path:
+    from factory.paths import home_dir
+
+    return home_dir(args.home)
+
+
+def cmd_validate(args) -> None:
+    from factory.recipe import plan_configs, student_name
+    from factory.train import check_training
+
+    recipe = _recipe(args)
+    print(f"{args.recipe}: valid recipe {recipe.name!r}, tag {recipe.tag}")
+    print(f"dataset {recipe.dataset.repo_id}, configs:")
+    for plan in plan_configs(recipe):
+        shape = f"{plan.format} level {plan.level}" if plan.format else "from the source"
+        print(f"  {plan.name:<24} teacher {plan.teacher:<16} {shape}")
+    if recipe.students:
+        check_training(recipe)
+        names = ", ".join(student_name(s) for s in recipe.students)
+        print(f"students: {names}; training options are valid SFTConfig/LoraConfig options")
+
+
+def cmd_build(args) -> None:
+    from factory.run import build_dataset
+
+    recipe = _recipe(args)
+    print(summaries.build_table(build_dataset(recipe, _home(args))))
+    if args.publish:
+        _print_dataset(recipe, _home(args), args.target)
+
+
+def cmd_publish(args) -> None:
+    _print_dataset(_recipe(args), _home(args), args.target)
+
+
+def _print_dataset(recipe, home: Path, target: str | None) -> None:
+    from factory.paths import registry_dir
+    from factory.run import publish_dataset
+
+    record = publish_dataset(recipe, home, target)
+    print(summaries.published_line("dataset", record) + f", tag {recipe.tag}")
+    print(summaries.load_hint(record, recipe.tag, registry_dir(home)))
+
+
+def cmd_run(args) -> None:
+    from factory.run import run_recipe
+
+    recipe, home = _recipe(args), _home(args)
+    done, entries = run_recipe(
+        recipe, home, students=args.student, configs=args.config, target=args.target
+    )
+    print(summaries.build_table(done))
+    print(summaries.published_line("dataset", done.manifest.dataset))
+    print(summaries.students_table(entries))
+    if done.manifest.space:
+        print(summaries.published_line("space", done.manifest.space))
+        home_flag = f" --home {args.home}" if args.home else ""
+        print(f"try the students side by side: cot-factory demo {args.recipe}{home_flag}")
+
+
+def cmd_train(args) -> None:
+    from factory.train import check_training
+
+    recipe = _recipe(args)
+    if args.accelerate:
+        from factory.launch import launch_command, run_launch
+
+        check_training(recipe)
+        command = launch_command(args.recipe, args.accelerate, args.student, args.config, args.home)
+        print(" ".join(command))
+        if not args.dry_run:
+            run_launch(command)
+        return
+    from factory.run import train_students
+
+    for name, config, result in train_students(
+        recipe, _home(args), students=args.student, configs=args.config
+    ):
+        loss = result.metrics.get("train_loss")
+        print(f"{name} on {config}: loss {loss}, adapter {result.adapter_dir}")
+
+
+def cmd_eval(args) -> None:
+    from factory.run import evaluate_model
+
+    recipe = _recipe(args)
+    if args.limit:
+        spec = recipe.eval.model_copy(update={"limit": args.limit})
+        recipe = recipe.model_copy(update={"eval": spec})
+    metrics, out = evaluate_model(
+        recipe,
+        _home(args),
+        args.model,
+        args.adapter,
+        out=args.out,
+        revision=args.revision,
+        target=args.target,
+    )
+    print(summaries.accuracy_line(Path(str(args.adapter or args.model)).name, metrics))
+    print(f"predictions: {out}")
+
+
+def cmd_sweep(args) -> None:
+    from factory.run import sweep
+
+    out = sweep(
+        _recipe(args), _home(args), students=args.student, configs=args.config, seeds=args.seeds
+    )
+    _print_report(out)
+
+
+def cmd_report(args) -> None:
+    from factory.run import built, publish_report
+
+    recipe, home = _recipe(args), _home(args)
+    if args.publish:
+        _print_report(publish_report(recipe, home, args.target))
+        manifest = built(recipe, home).manifest
+        print(summaries.published_line("dataset results", manifest.results))
+        if manifest.space:
+            print(summaries.published_line("space", manifest.space))
+        return
+    from factory.report import write_report
+
+    _print_report(write_report(recipe, built(recipe, home).run))
+
+
+def _print_report(out: Path) -> None:
+    from factory.paths import REPORT, REPORT_RESULTS
+
+    results = json.loads((out / REPORT_RESULTS).read_text())
+    for student, advice in results["recommendations"].items():
+        print(f"{student}: {advice['text']}")
+    print(f"report: {out / REPORT}")
+
+
+def cmd_space_build(args) -> None:
+    from factory.run import publish_space, space_folder
+
+    recipe, home = _recipe(args), _home(args)
+    target = args.target or recipe.target
+    print(f"space folder: {space_folder(recipe, home, target)}")
+    if args.publish:
+        print(summaries.published_line("space", publish_space(recipe, home, target)))
+
+
+def cmd_demo(args) -> int:
+    from factory.demo import run_demo
+
+    folder = args.source
+    if folder.is_file():
+        from factory.recipe import load_recipe
+        from factory.run import space_folder
+
+        folder = space_folder(load_recipe(folder), _home(args), "local")
+    print(f"opening the demo on http://127.0.0.1:{args.port} (Ctrl+C to stop)", flush=True)
+    return run_demo(folder, args.port)
+
+
+def cmd_pull(args) -> None:
+    from factory.hub import make_target
+
+    found = make_target(args.target, _home(args)).pull(
+        args.repo_id, args.revision, args.repo_type, args.to
+    )
+    print(f"{found.repo_type} {found.repo_id} @ {found.commit}")
+    print(found.path)
+
+
+def cmd_reproduce(args) -> None:
+    from factory.run import reproduce
+
+    print(
+        summaries.reproduction_table(
+            reproduce(args.repo_id, args.revision, args.target, _home(args))
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -8,29 +8,20 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
 
 from factory.answers import extract_answer, is_correct
-from factory.prompts import student_messages
+from factory.files import write_json, write_jsonl
+from factory.paths import EVAL_METRICS, PREDICTIONS
+from factory.questions import student_messages
 from factory.recipe import EvalSpec
 from factory.sources import Problem
+from factory.stats import wilson_interval
 
 log = logging.getLogger(__name__)
-METRICS, PREDICTIONS = "eval_results.json", "predictions.jsonl"
-
-
-def wilson_interval(correct: int, total: int, z: float = 1.96) -> tuple[float, float]:
-    """The 95% Wilson score interval of a proportion: honest at small n and near 0 or 1."""
-    if total == 0:
-        return 0.0, 0.0
-    p = correct / total
-    centre = (p + z * z / (2 * total)) / (1 + z * z / total)
-    margin = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / (1 + z * z / total)
-    return max(0.0, centre - margin), min(1.0, centre + margin)
 
 
 def load_student(model: str, adapter: Path | str | None, home: Path):
@@ -108,13 +99,11 @@ def _prediction(problem: Problem, response: dict, task: str) -> dict:
 
 
 def write_results(out: Path, metrics: dict, predictions: list[dict]) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    with (out / PREDICTIONS).open("w") as f:
-        for row in predictions:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    (out / METRICS).write_text(json.dumps(metrics, indent=2) + "\n")
+    """Predictions first, metrics last: the metrics file says the evaluation is complete."""
+    write_jsonl(out / PREDICTIONS, predictions)
+    write_json(out / EVAL_METRICS, metrics)
 
 
 def read_metrics(out: Path) -> dict | None:
-    path = out / METRICS
+    path = out / EVAL_METRICS
     return json.loads(path.read_text()) if path.is_file() else None

@@ -8,6 +8,7 @@ interrupted run resumes where it stopped.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -16,14 +17,20 @@ from factory.answers import final_answer_line
 from factory.cache import GenerationCache, request_key
 from factory.prompts import teacher_messages
 from factory.recipe import ConfigPlan, Recipe, plan_configs, teacher_name
+from factory.responses import BadResponse, check_response, count_summary
 from factory.sources import Problem
-from factory.teachers import Request, make_teacher
+from factory.teachers import Failure, Request, make_teacher
 
 log = logging.getLogger(__name__)
 
 
 class GenerateError(RuntimeError):
-    """Requests that failed after every retry; what did arrive is cached."""
+    """Requests that failed after every retry; what did arrive is cached. `counts` has how many
+    failed of each class (`{"invalid JSON": 3, "HTTP 503": 1}`)."""
+
+    def __init__(self, message: str, counts: dict[str, int] | None = None):
+        super().__init__(message)
+        self.counts = counts or {}
 
 
 def generate(
@@ -86,7 +93,7 @@ def _ask(teacher, name: str, requests: list[Request], cache: GenerationCache) ->
             requests, lambda request, response: replayed.update({request.key: response})
         )
         return replayed
-    responses = cache.get_many([r.key for r in requests])
+    responses = _checked(name, cache.get_many([r.key for r in requests]), teacher.fingerprint())
     # Identical prompts (the same question twice) are asked once and answer both.
     missing = list({r.key: r for r in requests if r.key not in responses}.values())
     log.info(
@@ -112,13 +119,37 @@ def _ask(teacher, name: str, requests: list[Request], cache: GenerationCache) ->
 
         failures = teacher.complete(missing, on_result)
     if failures:
-        request, error = failures[0]
-        raise GenerateError(
-            f"teacher {name}: {len(failures)} of {len(missing)} requests failed after retries "
-            f"(first: config {request.config}, problem {request.problem_id}: {error}). "
-            f"The {len(missing) - len(failures)} that succeeded are cached; re-run to resume."
-        )
+        raise _failed(name, failures, len(missing))
     return responses
+
+
+def _checked(name: str, cached: dict[str, dict], fingerprint: dict) -> dict[str, dict]:
+    """The cached answers that pass today's checks: older versions kept empty or oversize ones."""
+    if fingerprint["backend"] != "openai":
+        return cached
+    kept, stale = {}, Counter()
+    for key, response in cached.items():
+        try:
+            kept[key] = check_response(response, fingerprint["max_tokens"])
+        except BadResponse as bad:
+            stale[bad.kind] += 1
+    if stale:
+        summary = count_summary(stale)
+        log.info("teacher %s: %d cached answers asked again: %s", name, stale.total(), summary)
+    return kept
+
+
+def _failed(name: str, failures: list[Failure], asked: int) -> GenerateError:
+    """The error for requests that failed after retries, counting each class of failure."""
+    counts = Counter(f.kind for f in failures)
+    summary, first = count_summary(counts), failures[0]
+    log.warning("teacher %s: %d requests failed after retries: %s", name, len(failures), summary)
+    return GenerateError(
+        f"teacher {name}: {len(failures)} of {asked} requests failed after retries: {summary} "
+        f"(first: config {first.request.config}, problem {first.request.problem_id}: "
+        f"{first.error}). The {asked - len(failures)} that succeeded are cached; re-run to resume.",
+        dict(counts),
+    )
 
 
 def _trace(

@@ -4,11 +4,13 @@ and ZeRO-3, FSDP) or any accelerate config file."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from importlib.resources import files
 from pathlib import Path
 
-CONFIGS = Path(__file__).resolve().parents[1] / "recipes" / "accelerate"
+CONFIGS = files("factory.accelerate_configs")  # recipes/accelerate/ in the repository
 
 
 def accelerate_config(name_or_path: str) -> Path:
@@ -18,7 +20,9 @@ def accelerate_config(name_or_path: str) -> Path:
         return path
     shipped = CONFIGS / f"{name_or_path}.yaml"
     if not shipped.is_file():
-        names = ", ".join(sorted(p.stem for p in CONFIGS.glob("*.yaml")))
+        names = ", ".join(
+            sorted(p.name[:-5] for p in CONFIGS.iterdir() if p.name.endswith(".yaml"))
+        )
         raise FileNotFoundError(f"no accelerate config {name_or_path!r} (shipped: {names})")
     return shipped
 
@@ -52,4 +56,11 @@ def launch_command(
 
 
 def run_launch(command: list[str]) -> None:
-    subprocess.run(command, check=True)
+    """Run the launch. On a machine without an accelerator the processes train together on the
+    CPU (DDP over gloo): without `ACCELERATE_USE_CPU` each would train the whole run alone."""
+    import torch
+
+    env = dict(os.environ)
+    if not torch.accelerator.is_available():
+        env.setdefault("ACCELERATE_USE_CPU", "true")
+    subprocess.run(command, check=True, env=env)

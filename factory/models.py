@@ -40,6 +40,12 @@ def alias_for(hub_id: str) -> str:
     return next((alias for alias, hub in ALIASES.items() if hub == hub_id), hub_id)
 
 
+def adapter_base(adapter: Path) -> str:
+    """The base model an adapter folder names, as an offline alias where there is one."""
+    base = json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"]
+    return alias_for(base)
+
+
 def hub_id_for(name_or_path: str) -> str | None:
     """The Hub id a model card should name as `base_model`, or None for an unknown local model."""
     if name_or_path in ALIASES:

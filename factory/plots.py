@@ -64,36 +64,41 @@ def accuracy_by_level(results, base: float | None, path: Path, student: str) -> 
 
 
 def accuracy_by_category(results, key: str, base: float | None, path: Path, student: str) -> dict:
-    """Grouped bars: at each level measured with more than one `key` (format or teacher), a bar
-    per value, with 95% interval bars."""
+    """Grouped bars comparing the values of `key` (format or teacher) with everything else held
+    fixed: formats of one teacher at one level, or teachers of one format at one level. A group
+    is drawn where more than one value was measured; a bar per value, with 95% interval bars.
+    Returns value -> [(group label, accuracy)]."""
     plt, fig, ax = _figure()
-    by_level = defaultdict(dict)
+    fixed = "teacher" if key == "format" else "format"
+    groups: dict[tuple, dict] = defaultdict(dict)
     for r in results:
         if r.level is not None:
-            by_level[r.level][getattr(r, key)] = r
-    levels = sorted(level for level, runs in by_level.items() if len(runs) > 1)
-    values = sorted({value for level in levels for value in by_level[level]})
+            groups[(getattr(r, fixed), r.level)][getattr(r, key)] = r
+    slots = sorted(group for group, runs in groups.items() if len(runs) > 1)
+    several = len({held for held, _ in slots}) > 1
+    labels = [f"{held} L{level}" if several else f"level {level}" for held, level in slots]
+    values = sorted({value for slot in slots for value in groups[slot]})
     width = 0.8 / max(len(values), 1)
     series: dict[str, list] = {}
     for i, value in enumerate(values):
-        points = [(level, by_level[level][value]) for level in levels if value in by_level[level]]
-        xs = [levels.index(level) + i * width for level, _ in points]
+        points = [(n, groups[slot][value]) for n, slot in enumerate(slots) if value in groups[slot]]
         runs = [run for _, run in points]
         ax.bar(
-            xs,
+            [n + i * width for n, _ in points],
             [100 * r.accuracy for r in runs],
             width,
             yerr=_errors(runs),
             capsize=3,
             label=str(value),
         )
-        series[str(value)] = [(level, run.accuracy) for level, run in points]
+        series[str(value)] = [(labels[n], run.accuracy) for n, run in points]
     if base is not None:
         ax.axhline(100 * base, linestyle="--", color="grey", label="base model")
-    ax.set_xticks(
-        [i + 0.4 - width / 2 for i in range(len(levels))], [f"level {level}" for level in levels]
+    ax.set_xticks([n + 0.4 - width / 2 for n in range(len(slots))], labels)
+    title = f"{student}: accuracy by {key}" + (
+        f" ({fixed} {slots[0][0]})" if not several and slots else ""
     )
-    ax.set(ylabel="accuracy (%)", title=f"{student}: accuracy by {key}")
+    ax.set(ylabel="accuracy (%)", title=title)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path)

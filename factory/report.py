@@ -15,12 +15,10 @@ import statistics
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from factory.evaluate import METRICS, wilson_interval
-from factory.paths import run_dir
+from factory.manifest import Manifest
+from factory.paths import EVAL_METRICS, REPORT, REPORT_RESULTS, TRAINING_METRICS, RunFolder
 from factory.recipe import Recipe
-from factory.train import DONE
-
-REPORT = "report.md"
+from factory.stats import wilson_interval
 
 
 @dataclass
@@ -51,14 +49,12 @@ class RunResult:
         return statistics.stdev(self.accuracies) if len(self.accuracies) > 1 else 0.0
 
 
-def collect(recipe: Recipe, home: Path) -> tuple[list[RunResult], dict[str, dict]]:
+def collect(run: RunFolder) -> tuple[list[RunResult], dict[str, dict]]:
     """Every finished run, and each student's base-model metrics."""
-    run = run_dir(home, recipe.name, recipe.hash)
-    manifest = json.loads((run / "manifest.json").read_text())
-    stats = manifest["configs"]
+    stats = Manifest.load(run.manifest).configs
     results, bases = [], {}
-    for student_dir in sorted((run / "students").glob("*")):
-        base = _read(student_dir / "base" / METRICS)
+    for student_dir in sorted((run.root / "students").glob("*")):
+        base = _read(student_dir / "base" / EVAL_METRICS)
         if base:
             bases[student_dir.name] = base
         for config_dir in sorted(p for p in student_dir.iterdir() if p.name in stats):
@@ -71,8 +67,8 @@ def collect(recipe: Recipe, home: Path) -> tuple[list[RunResult], dict[str, dict
 def _pooled(student: str, config_dir: Path, stats: dict) -> RunResult | None:
     seeds, metrics, seconds = [], [], []
     for seed_dir in sorted(config_dir.glob("seed-*"), key=lambda p: int(p.name[5:])):
-        evaluated = _read(seed_dir / "adapter" / METRICS)
-        trained = _read(seed_dir / DONE)
+        evaluated = _read(seed_dir / "eval" / EVAL_METRICS)
+        trained = _read(seed_dir / TRAINING_METRICS)
         if evaluated and trained:
             seeds.append(int(seed_dir.name[5:]))
             metrics.append(evaluated)
@@ -167,10 +163,10 @@ def _names(configs: list[str]) -> str:
     return ", ".join(f"`{c}`" for c in configs)
 
 
-def write_report(recipe: Recipe, home: Path) -> Path:
+def write_report(recipe: Recipe, run: RunFolder) -> Path:
     """Write `report.md`, `results.json` and the plots into the run's `report/` folder."""
-    results, bases = collect(recipe, home)
-    out = run_dir(home, recipe.name, recipe.hash) / "report"
+    results, bases = collect(run)
+    out = run.report
     out.mkdir(parents=True, exist_ok=True)
     students = sorted({r.student for r in results})
     plots = {}
@@ -181,7 +177,7 @@ def write_report(recipe: Recipe, home: Path) -> Path:
     recommendations = {
         s: recommend([r for r in results if r.student == s], bases.get(s)) for s in students
     }
-    (out / "results.json").write_text(
+    (out / REPORT_RESULTS).write_text(
         json.dumps(
             {
                 "recipe": recipe.name,
@@ -263,30 +259,3 @@ def _interval(ci: list[float]) -> str:
 
 def _num(x: float | None) -> str:
     return "–" if x is None else f"{x:.1f}"
-
-
-RESULTS_START, RESULTS_END = "<!-- cot-factory results -->", "<!-- /cot-factory results -->"
-
-
-def add_results_to_card(readme: Path, report_dir: Path) -> None:
-    """Put the report's tables and recommendations into a dataset card's Results section
-    (replacing an earlier one); the plots are copied next to the card."""
-    import shutil
-
-    from huggingface_hub import DatasetCard
-
-    card = DatasetCard.load(readme)
-    body = (report_dir / REPORT).read_text().split("\n", 1)[1]  # without the report's title
-    for png in report_dir.glob("*.png"):
-        (readme.parent / "results").mkdir(exist_ok=True)
-        shutil.copyfile(png, readme.parent / "results" / png.name)
-    body = body.replace("](", "](results/")
-    section = f"{RESULTS_START}\n## Results\n{body.strip()}\n{RESULTS_END}"
-    text = card.text
-    if RESULTS_START in text:
-        head, rest = text.split(RESULTS_START, 1)
-        text = head + section + rest.split(RESULTS_END, 1)[1]
-    else:
-        text = text.replace("\n## Usage", f"\n{section}\n\n## Usage", 1)
-    card.text = text
-    card.save(readme)

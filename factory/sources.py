@@ -1,27 +1,49 @@
 """Problems from anywhere: a Hub dataset, local files, the paper's alpaca JSON, or reasoning-gym.
 
 Every source becomes a list of `Problem`s per split (`train`, and `test` when there is one), with
-gold answers normalised for the recipe's task type. A bad row is an error naming file and row.
+gold answers normalised for the recipe's task type. A bad row (null or empty question, a question
+over `MAX_QUESTION_CHARS`, a null, non-scalar or unreadable answer, a ragged CSV row, a duplicate
+id) is a `RowError` naming file and row, or, with `source.bad_rows: skip`, skipped and counted in
+`LoadedProblems.skipped`, as are test problems dropped because train has them too.
 """
 
 from __future__ import annotations
 
-import csv
-import json
 import random
 import re
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from factory.answers import extract_answer, normalize_gold, split_reference
-from factory.recipe import AlpacaSource, DatasetSpec, GymSource, HubSource, Source
+from factory.choices import split_options
+from factory.recipe import AlpacaSource, Columns, DatasetSpec, GymSource, HubSource, Source
+from factory.tables import (
+    MAX_QUESTION_CHARS,
+    RowError,
+    SourceError,
+    answer_text,
+    cell,
+    choice_list,
+    lookup,
+    question_text,
+    read_table,
+    table_rows,
+)
+
+__all__ = [
+    "MAX_QUESTION_CHARS",
+    "LoadedProblems",
+    "Problem",
+    "RowError",
+    "SourceError",
+    "load_problems",
+    "read_table",
+]
 
 ANSWER_PHRASE = re.compile(r"the\s+answer\s+is", re.IGNORECASE)
-
-
-class SourceError(ValueError):
-    """A source that cannot be read, with where and why."""
+IN_TRAIN = "also in train"  # the skip reason of a test problem that train has too
 
 
 @dataclass(frozen=True)
@@ -36,78 +58,80 @@ class Problem:
         return asdict(self)
 
 
-def load_problems(source: Source, dataset: DatasetSpec) -> dict[str, list[Problem]]:
+class LoadedProblems(dict[str, list[Problem]]):
+    """Problems by split, plus `skipped`: {split: {reason: count}} of the rows left out (bad rows
+    under `bad_rows: skip`, and under `test`, `IN_TRAIN` problems); every loaded split is a key."""
+
+    def __init__(self, splits: dict[str, list[Problem]], skipped: dict[str, dict[str, int]]):
+        super().__init__(splits)
+        self.skipped = skipped
+
+
+def load_problems(source: Source, dataset: DatasetSpec) -> LoadedProblems:
     """All problems of the recipe, by split; the test split is carved out of train when asked."""
-    splits = {"train": source.train, "test": source.test}
-    problems = {
-        split: _problems(_rows(source, split, where), source, split)
-        for split, where in splits.items()
-        if where is not None
-    }
-    if (
-        "test" in problems
-    ):  # generated splits may overlap; a test problem seen in training is no test
-        train_questions = {p.question for p in problems["train"]}
-        problems["test"] = [p for p in problems["test"] if p.question not in train_questions]
+    problems, skipped = {}, {}
+    for split, where in {"train": source.train, "test": source.test}.items():
+        if where is None:
+            continue
+        counts: Counter[str] = Counter()
+        try:
+            problems[split] = _problems(_rows(source, split, where), source, split, counts)
+            _require_problems(problems[split], _label(source, split, where), counts)
+        except SourceError as err:
+            err.key = err.key or ("source", split)
+            raise
+        skipped[split] = dict(counts)
+    if "test" in problems:  # generated splits may overlap; a problem seen in training is no test
+        label = _label(source, "test", source.test)
+        problems["test"] = _without_train(problems, skipped["test"], label)
     elif dataset.test_size:
         problems["train"], problems["test"] = _carve(problems["train"], dataset)
-    return problems
+        skipped["test"] = {}
+    return LoadedProblems(problems, skipped)
 
 
-def _rows(source: Source, split: str, where: str | int) -> list[tuple[str, dict]]:
+def _label(source: Source, split: str, where: str | int) -> str:
+    if isinstance(source, HubSource):
+        return f"Hub dataset {source.dataset!r} split {where!r}"
+    if isinstance(source, GymSource):
+        return f"reasoning-gym {source.dataset!r} {split} split"
+    return str(where)
+
+
+def _require_problems(problems: list[Problem], label: str, skipped: Counter) -> None:
+    if problems:
+        return
+    if not skipped:
+        raise SourceError(f"{label}: no rows, so no problems")
+    reasons = ", ".join(f"{n} {reason}" for reason, n in skipped.most_common())
+    raise SourceError(f"{label}: every row was skipped ({reasons}), so no problems")
+
+
+def _without_train(problems: dict, skipped: dict[str, int], label: str) -> list[Problem]:
+    """The test problems that are not in train; none left is an error."""
+    seen = {_problem_key(p) for p in problems["train"]}
+    test = [p for p in problems["test"] if _problem_key(p) not in seen]
+    if dropped := len(problems["test"]) - len(test):
+        skipped[IN_TRAIN] = dropped
+    if not test:
+        raise SourceError(
+            f"{label}: all {dropped} test problems are also in train, so no test problem is left",
+            key=("source", "test"),
+        )
+    return test
+
+
+def _problem_key(problem: Problem) -> tuple:
+    return " ".join(problem.question.split()), tuple(problem.choices or ())
+
+
+def _rows(source: Source, split: str, where: str | int) -> list[tuple[str, dict | RowError]]:
     """(location, raw row) pairs; the location names file and row for error messages."""
     if isinstance(source, HubSource):
         return _hub_rows(source, str(where))
     if isinstance(source, GymSource):
         return _gym_rows(source, split, int(where))
-    rows = read_table(Path(str(where)))
-    if isinstance(source, AlpacaSource):
-        rows = [_from_alpaca(row, f"{where} row {i}", source.task) for i, row in enumerate(rows, 1)]
-    return [(f"{where} row {i}", row) for i, row in enumerate(rows, 1)]
-
-
-def read_table(path: Path) -> list[dict]:
-    """Rows of a local .jsonl, .json (a list of objects), .csv or .parquet file."""
-    if not path.is_file():
-        raise SourceError(f"{path}: no such file")
-    suffix = path.suffix.lower()
-    if suffix not in (".jsonl", ".json", ".csv", ".parquet"):
-        raise SourceError(
-            f"{path}: unsupported file type {suffix!r} (use jsonl, json, csv, parquet)"
-        )
-    rows = _read_rows(path, suffix)
-    for i, row in enumerate(rows, 1):
-        if not isinstance(row, dict):
-            raise SourceError(f"{path} row {i}: expected an object, got {type(row).__name__}")
-    return rows
-
-
-def _read_rows(path: Path, suffix: str) -> list:
-    if suffix == ".csv":
-        with path.open(newline="") as f:
-            return list(csv.DictReader(f))
-    if suffix == ".parquet":
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        try:
-            return pq.read_table(path).to_pylist()
-        except pa.ArrowException as err:
-            raise SourceError(f"{path}: cannot read parquet: {err}") from None
-    if suffix == ".json":
-        data = _parse_json(path.read_text(), path, 0)
-        if not isinstance(data, list):
-            raise SourceError(f"{path}: expected a JSON list of objects")
-        return data
-    with path.open() as f:
-        return [_parse_json(line, path, n) for n, line in enumerate(f, 1) if line.strip()]
-
-
-def _parse_json(text: str, path: Path, line: int):
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as err:
-        raise SourceError(f"{path}: invalid JSON at line {line or err.lineno}: {err.msg}") from None
+    return [(f"{where} row {i}", row) for i, row in enumerate(table_rows(Path(str(where))), 1)]
 
 
 def _hub_rows(source: HubSource, split: str) -> list[tuple[str, dict]]:
@@ -116,7 +140,8 @@ def _hub_rows(source: HubSource, split: str) -> list[tuple[str, dict]]:
     try:
         ds = load_dataset(source.dataset, source.subset, split=split, revision=source.revision)
     except Exception as err:
-        raise SourceError(f"Hub dataset {source.dataset!r} split {split!r}: {err}") from None
+        message = f"Hub dataset {source.dataset!r} split {split!r}: {err}"
+        raise SourceError(message, key=("source", "dataset")) from None
     return [(f"{source.dataset}[{split}] row {i}", row) for i, row in enumerate(ds, 1)]
 
 
@@ -127,7 +152,8 @@ def _gym_rows(source: GymSource, split: str, size: int) -> list[tuple[str, dict]
     try:
         data = reasoning_gym.create_dataset(source.dataset, size=size, seed=seed, **source.options)
     except Exception as err:
-        raise SourceError(f"reasoning-gym dataset {source.dataset!r}: {err}") from None
+        message = f"reasoning-gym dataset {source.dataset!r}: {err}"
+        raise SourceError(message, key=("source", "dataset")) from None
     return [
         (f"reasoning-gym {source.dataset}[{split}] item {i}", {"id": f"{split}-{i:05d}", **entry})
         for i, entry in enumerate(data, 1)
@@ -137,81 +163,79 @@ def _gym_rows(source: GymSource, split: str, size: int) -> list[tuple[str, dict]
 def alpaca_question(row: dict, where: str) -> str:
     """The question of a row in the paper's LLaMA-Factory layout: `instruction` (+ `input`)."""
     if "instruction" not in row or "output" not in row:
-        raise SourceError(f"{where}: an alpaca row needs `instruction` and `output`")
-    return "\n".join(p for p in (row["instruction"], row.get("input")) if p)
+        raise RowError(f"{where}: an alpaca row needs `instruction` and `output`", "missing column")
+    return "\n".join(p for p in (cell(row, "instruction", where), row.get("input")) if p)
 
 
 def _from_alpaca(row: dict, where: str, task: str) -> dict:
     """An alpaca row whose `output` ends in the answer line; an output that is only the answer
     has no rationale."""
     question = alpaca_question(row, where)
-    output = str(row["output"]).strip()
+    output = answer_text(cell(row, "output", where), "output", where, task).strip()
     phrases = list(ANSWER_PHRASE.finditer(output))
     if not phrases:
         return {"question": question, "answer": output, "rationale": None}
-    rationale = output[: phrases[-1].start()].strip() or None
+    options = split_options(question) if task == "multiple_choice" else None
     return {
         "question": question,
-        "answer": extract_answer(output, task) or output,
-        "rationale": rationale,
+        "answer": extract_answer(output, task, options and options[1]) or output,
+        "rationale": output[: phrases[-1].start()].strip() or None,
     }
 
 
-def _problems(rows: list[tuple[str, dict]], source: Source, split: str) -> list[Problem]:
+def _problems(rows: list, source: Source, split: str, skipped: Counter) -> list[Problem]:
+    """The split's problems; a bad row raises, or is counted in `skipped` by reason."""
     problems, seen = [], set()
     for index, (where, row) in enumerate(rows):
         if source.limit and len(problems) >= source.limit:
             break
-        problem = _problem(row, index, split, source, where)
-        if problem.id in seen:
-            raise SourceError(f"{where}: duplicate problem id {problem.id!r}")
+        try:
+            problem = _problem(row, index, split, source, where)
+            if problem.id in seen:
+                raise RowError(f"{where}: duplicate problem id {problem.id!r}", "duplicate id")
+        except RowError as err:
+            if source.bad_rows == "error":
+                raise
+            skipped[err.reason] += 1
+            continue
         seen.add(problem.id)
         problems.append(problem)
     return problems
 
 
-def _problem(row: dict, index: int, split: str, source: Source, where: str) -> Problem:
+def _problem(row: dict | RowError, index: int, split: str, source: Source, where: str) -> Problem:
+    if isinstance(row, RowError):
+        raise row
     columns = source.columns
+    if isinstance(source, AlpacaSource):
+        row = _from_alpaca(row, where, source.task)
     if isinstance(source, AlpacaSource | GymSource):
         columns = columns.model_copy(update={"rationale": columns.rationale or "rationale"})
-    question, answer = _field(row, columns.question, where), _field(row, columns.answer, where)
-    choices = _field(row, columns.choices, where) if columns.choices else None
-    if isinstance(choices, str):
-        try:
-            choices = json.loads(choices) if choices.startswith("[") else choices.split("\n")
-        except json.JSONDecodeError as err:
-            raise SourceError(
-                f"{where}: column {columns.choices!r}: invalid JSON list: {err.msg}"
-            ) from None
-    rationale = _lookup(row, columns.rationale) if columns.rationale else None
-    answer = str(answer)
-    if source.task == "math" and "####" in answer:
+    question = question_text(cell(row, columns.question, where), columns.question, where)
+    choices = choice_list(row, columns.choices, where) if columns.choices else None
+    if source.task == "multiple_choice" and choices is None and (found := split_options(question)):
+        question, choices = found  # options written in the question: "A. bank\nB. park"
+    gold, rationale = _gold(row, columns, where, source.task, choices)
+    default_id = row.get("id") or f"{split}-{index + 1:05d}"
+    problem_id = str(cell(row, columns.id, where) if columns.id else default_id)
+    return Problem(problem_id, question, gold, choices, rationale)
+
+
+def _gold(
+    row: dict, columns: Columns, where: str, task: str, choices: list[str] | None
+) -> tuple[str, str | None]:
+    """The normalised gold answer and the reference rationale (a GSM8K '####' answer has both)."""
+    answer = answer_text(cell(row, columns.answer, where), columns.answer, where, task)
+    rationale = lookup(row, columns.rationale) if columns.rationale else None
+    if task == "math" and "####" in answer:
         gsm_rationale, answer = split_reference(answer)
         rationale = rationale or gsm_rationale
     elif rationale and "####" in str(rationale):
         rationale = split_reference(str(rationale))[0]
     try:
-        gold = normalize_gold(answer, source.task, choices)
+        return normalize_gold(answer, task, choices), _text(rationale)
     except ValueError as err:
-        raise SourceError(f"{where}: column {columns.answer!r}: {err}") from None
-    default_id = row.get("id") or f"{split}-{index + 1:05d}"
-    problem_id = str(_field(row, columns.id, where) if columns.id else default_id)
-    return Problem(problem_id, str(question).strip(), gold, choices, _text(rationale))
-
-
-def _field(row: dict, column: str, where: str) -> Any:
-    value = _lookup(row, column)
-    if value is None:
-        raise SourceError(f"{where}: no column {column!r} (columns: {', '.join(map(str, row))})")
-    return value
-
-
-def _lookup(row: dict, column: str) -> Any:
-    """A column, or a nested field as `metadata.answer_cot`."""
-    value: Any = row
-    for part in column.split("."):
-        value = value.get(part) if isinstance(value, dict) else None
-    return value
+        raise RowError(f"{where}: column {columns.answer!r}: {err}", "invalid answer") from None
 
 
 def _text(value: Any) -> str | None:
@@ -222,7 +246,8 @@ def _carve(train: list[Problem], dataset: DatasetSpec) -> tuple[list[Problem], l
     size = dataset.test_size
     n_test = int(round(len(train) * size)) if isinstance(size, float) and size < 1 else int(size)
     if not 0 < n_test < len(train):
-        raise SourceError(f"dataset.test_size={size} leaves no train or no test problems")
+        message = f"dataset.test_size={size} leaves no train or no test problems"
+        raise SourceError(message, key=("dataset", "test_size"))
     order = list(range(len(train)))
     random.Random(dataset.seed).shuffle(order)
     test_ids = set(order[:n_test])

@@ -6,7 +6,10 @@ so the caller can persist it at once. A response is `{"text", "finish_reason", "
 
 - `openai`: any OpenAI-compatible chat endpoint, asynchronous with bounded concurrency. Retries
   (exponential backoff with jitter, `Retry-After` honoured, on 408/409/429/5xx, timeouts and
-  dropped connections) are the official `openai` client's own.
+  dropped connections) are the official `openai` client's own. A 200 answer is checked before
+  it is kept (`check_response`): an HTML page, an event stream, invalid JSON, empty or null
+  content, more than `max_tokens` are retried with the same backoff, never cached. Error texts
+  are redacted (factory/secrets.py).
 - `transformers`: a local model in-process, batched generation with left padding.
 - `replay`: rationales that already exist, from the paper's alpaca JSON files.
 """
@@ -17,15 +20,21 @@ import asyncio
 import hashlib
 import logging
 import os
+import random
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from factory.recipe import OpenAITeacher, ReplayTeacher, TransformersTeacher
+from factory.responses import BadResponse, check_response, count_summary, parse_completion
+from factory.secrets import redact, watch
 from factory.sources import alpaca_question, read_table
 
 log = logging.getLogger(__name__)
+
+RETRY_DELAY, MAX_RETRY_DELAY = 0.5, 8.0  # seconds, as the openai client backs off
 
 
 @dataclass(frozen=True)
@@ -46,6 +55,15 @@ class TeacherError(RuntimeError):
     """A teacher that cannot answer at all (bad key, unknown model, unreachable endpoint)."""
 
 
+@dataclass(frozen=True)
+class Failure:
+    """A request that failed after every retry: its class (`invalid JSON`, `HTTP 503`) and error."""
+
+    request: Request
+    kind: str
+    error: str
+
+
 def sampling_params(spec: OpenAITeacher | TransformersTeacher) -> dict[str, Any]:
     return {k: getattr(spec, k) for k in ("temperature", "top_p", "max_tokens", "seed")}
 
@@ -58,12 +76,14 @@ def sample_seed(seed: int | None, sample: int) -> int | None:
 class OpenAIChatTeacher:
     def __init__(self, spec: OpenAITeacher):
         self.spec = spec
+        self.bad_responses: Counter[str] = Counter()  # every bad 200 answer, retried or not
+        watch(spec.api_key_env)
 
     def fingerprint(self) -> dict[str, Any]:
         return {"backend": "openai", "model": self.spec.model, **sampling_params(self.spec)}
 
-    def complete(self, requests: list[Request], on_result: OnResult) -> list[tuple[Request, str]]:
-        """Answer every request; returns the (request, error) pairs that failed after retries."""
+    def complete(self, requests: list[Request], on_result: OnResult) -> list[Failure]:
+        """Answer every request; returns the requests that failed after retries."""
         return asyncio.run(self._complete_all(requests, on_result))
 
     def _client(self):
@@ -90,15 +110,11 @@ class OpenAIChatTeacher:
         async def one(request: Request) -> None:
             async with gate:
                 try:
-                    on_result(request, await self._ask(client, request))
-                except (openai.AuthenticationError, openai.PermissionDeniedError) as err:
-                    raise TeacherError(f"{self.spec.base_url} refused the API key: {err}") from None
-                except openai.NotFoundError as err:
-                    raise TeacherError(
-                        f"{self.spec.base_url}: model {self.spec.model!r}: {err}"
-                    ) from None
-                except (openai.APIError, ValueError) as err:
-                    failures.append((request, f"{type(err).__name__}: {err}"))
+                    response = await self._ask_checked(client, request)
+                except (openai.APIError, BadResponse) as err:
+                    failures.append(self._failure(request, err))
+                    return
+                on_result(request, response)
 
         async with client:
             tasks = [asyncio.create_task(one(r)) for r in requests]
@@ -107,11 +123,25 @@ class OpenAIChatTeacher:
             finally:
                 for task in tasks:
                     task.cancel()
+        if self.bad_responses:
+            summary = count_summary(self.bad_responses)
+            log.warning("teacher %s: bad answers, none cached: %s", self.spec.model, summary)
         return failures
+
+    async def _ask_checked(self, client, request: Request) -> dict:
+        """The first answer that passes `check_response`; bad ones are retried with backoff."""
+        for attempt in range(self.spec.max_retries):
+            try:
+                return await self._ask(client, request)
+            except BadResponse as bad:
+                delay = min(MAX_RETRY_DELAY, RETRY_DELAY * 2**attempt) * (1 - random.random() / 4)
+                log.debug("teacher %s: %s; retrying in %.2fs", self.spec.model, bad, delay)
+                await asyncio.sleep(delay)
+        return await self._ask(client, request)
 
     async def _ask(self, client, request: Request) -> dict:
         spec = self.spec
-        response = await client.chat.completions.create(
+        raw = await client.chat.completions.with_raw_response.create(
             model=spec.model,
             messages=request.messages,
             temperature=spec.temperature,
@@ -119,16 +149,33 @@ class OpenAIChatTeacher:
             max_tokens=spec.max_tokens,
             seed=sample_seed(spec.seed, request.sample),
         )
-        if not response.choices:
-            raise ValueError("the endpoint answered with no choices")
-        choice, usage = response.choices[0], response.usage
-        return {
-            "text": choice.message.content or "",
-            "finish_reason": choice.finish_reason or "stop",
-            "usage": usage.model_dump(include={"prompt_tokens", "completion_tokens"})
-            if usage
-            else {},
-        }
+        http = raw.http_response
+        try:
+            response = parse_completion(http.headers.get("content-type", ""), http.text)
+            return check_response(response, spec.max_tokens)
+        except BadResponse as bad:
+            self.bad_responses[bad.kind] += 1
+            raise
+
+    def _failure(self, request: Request, err: Exception) -> Failure:
+        """The class of a request's last error; raises TeacherError where no request can work."""
+        import openai
+
+        url, model = self.spec.base_url, self.spec.model
+        if isinstance(err, openai.AuthenticationError | openai.PermissionDeniedError):
+            raise TeacherError(redact(f"{url} refused the API key: {err}")) from None
+        if isinstance(err, openai.NotFoundError):
+            raise TeacherError(redact(f"{url}: model {model!r}: {err}")) from None
+        if type(err) is openai.APIConnectionError:  # its subclass APITimeoutError is counted
+            reason, tries = str(err.__cause__ or err), self.spec.max_retries + 1
+            message = f"teacher {model}: cannot reach {url} ({reason}; {tries} tries)"
+            raise TeacherError(redact(message)) from None
+        if isinstance(err, BadResponse):
+            return Failure(request, err.kind, str(err))
+        kind = "timeout" if isinstance(err, openai.APITimeoutError) else type(err).__name__
+        if isinstance(err, openai.APIStatusError):
+            kind = f"HTTP {err.status_code}"
+        return Failure(request, kind, redact(f"{type(err).__name__}: {err}"))
 
 
 class TransformersTeacherModel:
@@ -138,7 +185,7 @@ class TransformersTeacherModel:
     def fingerprint(self) -> dict[str, Any]:
         return {"backend": "transformers", "model": self.spec.model, **sampling_params(self.spec)}
 
-    def complete(self, requests: list[Request], on_result: OnResult) -> list[tuple[Request, str]]:
+    def complete(self, requests: list[Request], on_result: OnResult) -> list[Failure]:
         from factory.inference import generate_batch, load_for_generation
 
         model, tokenizer = load_for_generation(self.spec.model, self.home)
@@ -172,7 +219,7 @@ class ReplayTeacherFiles:
         digests = {c: _file_digest(Path(p)) for c, p in sorted(self.spec.files.items())}
         return {"backend": "replay", "files": digests}
 
-    def complete(self, requests: list[Request], on_result: OnResult) -> list[tuple[Request, str]]:
+    def complete(self, requests: list[Request], on_result: OnResult) -> list[Failure]:
         for request in requests:
             output = self._answers[request.shape].get(normalize_question(request.question))
             if output is not None:

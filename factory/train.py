@@ -2,21 +2,30 @@
 
 Rows are conversational prompt-completion pairs, so TRL formats them with the student's own chat
 template and puts the loss on the completion only. LoRA through PEFT by default (`train.lora`,
-`null` for full fine-tuning); every `train.sft` option passes through to `SFTConfig`. Training is
-seeded, padding-free (no compute spent on pad tokens), checkpointed, and resumes from its last
-checkpoint when interrupted.
+`null` for full fine-tuning); every `train.sft` option passes through to `SFTConfig`. TRL loads
+the model itself (`SFTConfig.model_init_kwargs`), after the distributed state exists, so DeepSpeed
+ZeRO-3 and FSDP load it sharded. Training is seeded, padding-free, checkpointed, and resumes from
+its last checkpoint. A run folder `out` ends as:
+
+    adapter/               the adapter (or full model) as the Trainer saved it, never touched after
+    training_config.json   the SFTConfig and LoraConfig actually used, and the library versions
+    training_metrics.json  written last, atomically: the run is finished
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import time
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from factory.files import write_json
+from factory.paths import TRAINING_CONFIG, TRAINING_METRICS
 from factory.recipe import Recipe, RecipeError, Student, plan_configs
 from factory.recipe.where import key_lines, locate
 
@@ -33,6 +42,7 @@ DEFAULT_SFT: dict[str, Any] = {
     "padding_free": True,  # no compute on pad tokens; rows are not truncated (TRL needs
     "max_length": None,  # max_length=None with padding-free and no packing)
     "activation_checkpointing": False,  # TRL turns it on: ~20% slower, and small students fit
+    "model_init_kwargs": {"dtype": "float32"},  # TRL loads the student (ZeRO-3/FSDP aware)
     "logging_steps": 5,
     "save_strategy": "steps",
     "save_steps": 50,
@@ -62,13 +72,16 @@ FALLBACK_CHAT_TEMPLATE = (
     "{% if message['role'] == 'assistant' %}{{ eos_token }}{% endif %}\n{% endfor %}"
     "{% if add_generation_prompt %}assistant: {% endif %}"
 )
-DONE = "training_metrics.json"
+DONE = TRAINING_METRICS
+SETTINGS = TRAINING_CONFIG
+SEGMENTS = "Segments"  # the callback's name in `trainer_state.json`
 
 
 @dataclass(frozen=True)
 class TrainResult:
     adapter_dir: Path
-    metrics: dict[str, Any]
+    metrics: dict[str, Any]  # training_metrics.json
+    settings: dict[str, Any] | None = None  # training_config.json (None: trained before it existed)
 
 
 def sft_options(recipe: Recipe, seed: int | None = None) -> dict[str, Any]:
@@ -86,7 +99,12 @@ def sft_options(recipe: Recipe, seed: int | None = None) -> dict[str, Any]:
     if recipe.train.lora is None:
         defaults["learning_rate"] = DEFAULT_FULL_FT_LR
     seed = recipe.train.seeds[0] if seed is None else seed
-    return {**defaults, **recipe.train.sft, "seed": seed, "data_seed": seed}
+    options = {**defaults, **recipe.train.sft, "seed": seed, "data_seed": seed}
+    # Tokens of the steps actually run, kept in the trainer state across resumes. Padding-free
+    # batches have neither padding nor an attention mask, so every token counts.
+    tokens = "all" if options["padding_free"] else "non_padding"
+    options.setdefault("include_num_input_tokens_seen", tokens)
+    return options
 
 
 def lora_options(recipe: Recipe) -> dict[str, Any] | None:
@@ -96,7 +114,8 @@ def lora_options(recipe: Recipe) -> dict[str, Any] | None:
 
 def check_training(recipe: Recipe) -> None:
     """What the schema cannot know: `train.sft` and `train.lora` keys are real `SFTConfig` and
-    `LoraConfig` options, and `train.configs` are configs the recipe builds."""
+    `LoraConfig` options, `train.configs` are configs the recipe builds, and every student model
+    can be loaded here."""
     import dataclasses
     import difflib
 
@@ -124,6 +143,56 @@ def check_training(recipe: Recipe) -> None:
                 f"{where}: train.configs[{i}]: {config!r} is not built by this "
                 f"recipe (configs: {', '.join(built)})"
             )
+    for i, student in enumerate(recipe.students):
+        problem = model_problem(student.model)
+        if problem:
+            where = locate(recipe.path, lines, ("students", i, "model"))
+            raise RecipeError(f"{where}: students[{i}].model: {problem}")
+
+
+def model_problem(model: str) -> str | None:
+    """Why `model` cannot be loaded, or None: an alias, a local folder and a Hub id in the local
+    cache always can; offline nothing else can; online the Hub must know the id."""
+    from huggingface_hub import constants, model_info, try_to_load_from_cache
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    from factory.models import ALIASES
+
+    if model in ALIASES or Path(model).expanduser().is_dir():
+        return None
+    others = f"give a local model folder, or an alias ({', '.join(ALIASES)})"
+    try:
+        validate_repo_id(model)
+    except HFValidationError:
+        return f"{model!r} is neither a local folder nor a Hub model id: {others}"
+    if isinstance(try_to_load_from_cache(model, "config.json"), str):
+        return None
+    if constants.HF_HUB_OFFLINE:
+        return (
+            f"{model!r} is not in the Hugging Face cache ({constants.HF_HUB_CACHE}) and "
+            f"HF_HUB_OFFLINE=1: download it while online (`hf download {model}`), or {others}"
+        )
+    try:
+        model_info(model, timeout=10)
+    except Exception as err:  # not found, gated, refused, timed out: training would fail alike
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        return f"{model!r} cannot be looked up on the Hub ({reason}): check the id, or {others}"
+    return None
+
+
+def finished(out: Path) -> TrainResult | None:
+    """The result of a finished run in `out`, or None. A torn metrics file (not written by this
+    version, which writes it atomically) counts as unfinished: the run is rebuilt from its final
+    checkpoint where there is one, and retrained where there is none."""
+    try:
+        metrics = json.loads((out / DONE).read_text())
+    except FileNotFoundError:
+        return None
+    except ValueError:
+        log.warning("%s is torn: the run counts as unfinished", out / DONE)
+        return None
+    settings = json.loads((out / SETTINGS).read_text()) if (out / SETTINGS).is_file() else None
+    return TrainResult(out / "adapter", metrics, settings)
 
 
 def train_student(
@@ -136,43 +205,55 @@ def train_student(
     seed: int | None = None,
 ) -> TrainResult:
     """Train `student` on `config` of the built dataset; the adapter lands in `out/adapter`.
-    A finished run is not trained again; an interrupted one resumes from its checkpoint."""
-    adapter_dir = out / "adapter"
-    if (out / DONE).is_file():
+    A finished run is not trained again; an interrupted one resumes from its checkpoint. Every
+    process of an `accelerate launch` calls this and gets the same result."""
+    done = finished(out)
+    if done:
         log.info("%s on %s: already trained, skipping", student.model, config)
-        return TrainResult(adapter_dir, json.loads((out / DONE).read_text()))
-    trainer = _trainer(recipe, student, config, dataset_dir, out, home, seed)
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)  # left by a kill before cleanup
+        return done
+    trainer = sft_trainer(recipe, student, config, dataset_dir, out, home, seed)
+    accelerator = trainer.accelerator
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched > trainer.args.world_size:  # each process would train alone, on the same files
+        raise RuntimeError(
+            f"{launched} processes were launched but training is not distributed: "
+            "without a GPU set ACCELERATE_USE_CPU=true (`cot-factory train --accelerate` does)"
+        )
+    if accelerator.is_main_process:
+        _last_checkpoint(out / "checkpoints")  # removes the checkpoints cut short
+    accelerator.wait_for_everyone()
     checkpoint = _last_checkpoint(out / "checkpoints")
     if checkpoint:
         log.info("resuming from %s", checkpoint)
-    start = time.perf_counter()
     output = trainer.train(resume_from_checkpoint=checkpoint)
-    if trainer.accelerator.is_main_process:
-        trainer.save_model(str(adapter_dir))
-        metrics = _metrics(trainer, output, time.perf_counter() - start, config)
-        metrics["resumed_from"] = Path(checkpoint).name if checkpoint else None
-        (out / DONE).write_text(json.dumps(metrics, indent=2) + "\n")
+    trainer.save_model(str(out / "adapter"))  # on every rank: ZeRO-3 and FSDP gather the weights
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        write_json(out / SETTINGS, training_settings(trainer, student))
+        write_json(out / DONE, _metrics(trainer, output, config, checkpoint))
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
-        return TrainResult(adapter_dir, metrics)
-    return TrainResult(adapter_dir, {})
+    accelerator.wait_for_everyone()  # no rank returns before the metrics are complete
+    return finished(out)
 
 
-def _trainer(
+def sft_trainer(
     recipe: Recipe,
     student: Student,
     config: str,
     dataset_dir: Path,
     out: Path,
     home: Path,
-    seed: int | None,
+    seed: int | None = None,
 ):
-    import torch
+    """The `SFTTrainer` for one run, checkpointing into `out/checkpoints`: TRL creates the model
+    from its path with `model_init_kwargs`, seeds it and wraps it with the LoRA adapter."""
     from peft import LoraConfig
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
-    from factory.build import load_config
     from factory.models import resolve_model
+    from factory.shards import load_config
 
     model_path = resolve_model(student.model, home)
     tokenizer = AutoTokenizer.from_pretrained(model_path)
@@ -181,49 +262,147 @@ def _trainer(
         tokenizer.chat_template = FALLBACK_CHAT_TEMPLATE
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    rows = load_config(dataset_dir, config)
-    rows = rows.select_columns(["prompt", "completion"])
-    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
+    rows = load_config(dataset_dir, config).select_columns(["prompt", "completion"])
     lora = lora_options(recipe)
     return SFTTrainer(
-        model=model,
+        model=model_path,
         args=SFTConfig(output_dir=str(out / "checkpoints"), **sft_options(recipe, seed)),
         train_dataset=rows,
         processing_class=tokenizer,
         peft_config=LoraConfig(**lora) if lora else None,
+        callbacks=[segments_callback()],
     )
+
+
+def segments_callback():
+    """A callback that records the segments of one run: its first `train()` call and each
+    resume, with the step each started at and the seconds it trained. It is saved in every
+    checkpoint's `trainer_state.json`, so a resumed run's metrics cover all of it; the time after
+    a segment's last checkpoint is lost with the steps it ran, which the next segment redoes."""
+    from transformers import TrainerCallback
+    from transformers.trainer_callback import ExportableState
+
+    class Segments(TrainerCallback, ExportableState):
+        def __init__(self):
+            self.segments: list[dict[str, float]] = []
+            self.started: float | None = None
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            saved = state.stateful_callbacks.get(SEGMENTS) or {}
+            self.segments = [dict(s) for s in saved.get("attributes", {}).get("segments", [])]
+            self.segments.append({"start_step": state.global_step, "seconds": 0.0})
+            self.started = time.perf_counter()
+            state.stateful_callbacks.setdefault(SEGMENTS, self.state())  # an older checkpoint
+
+        def state(self) -> dict:
+            if self.started is not None:
+                self.segments[-1]["seconds"] = round(time.perf_counter() - self.started, 3)
+            return {"args": {}, "attributes": {"segments": self.segments}}
+
+    return Segments()
 
 
 def _last_checkpoint(folder: Path) -> str | None:
     """The newest complete checkpoint. The Trainer writes `trainer_state.json` last, so a
-    checkpoint without it was cut short (killed mid-save) and is removed, not resumed from."""
+    checkpoint without it (or with it torn) was cut short and is removed, not resumed from."""
     if not folder.is_dir():
         return None
     complete = []
     for checkpoint in folder.glob("checkpoint-*"):
-        if (checkpoint / "trainer_state.json").is_file():
+        try:
+            json.loads((checkpoint / "trainer_state.json").read_text())
             complete.append(checkpoint)
-        else:
+        except (OSError, ValueError):
             log.warning("removing the incomplete checkpoint %s", checkpoint)
-            shutil.rmtree(checkpoint)
+            shutil.rmtree(checkpoint, ignore_errors=True)
     newest = max(complete, key=lambda p: int(p.name.split("-")[1]), default=None)
     return str(newest) if newest else None
 
 
-def _metrics(trainer, output, seconds: float, config: str) -> dict[str, Any]:
-    history = trainer.state.log_history
-    losses = [{"step": h["step"], "loss": h["loss"]} for h in history if "loss" in h]
-    # Real (non-pad) tokens seen: every tokenized row once per epoch.
-    per_epoch = sum(len(ids) for ids in trainer.train_dataset["input_ids"])
-    tokens = per_epoch * trainer.state.epoch
+def training_settings(trainer, student: Student) -> dict[str, Any]:
+    """What trained the adapter, as the libraries resolved it: the full SFTConfig, the LoraConfig
+    PEFT applied (target modules resolved), the distribution, and the library versions."""
+    import accelerate
+    import peft
+    import torch
+    import transformers
+    import trl
+
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    lora = getattr(model, "peft_config", {}).get("default")
+    sft = trainer.args.to_dict()  # masks every `*_token`: only the Hub token is a secret
+    sft.update(eos_token=trainer.args.eos_token, pad_token=trainer.args.pad_token)
+    settings = {
+        "model": student.model,
+        "model_path": model.config.name_or_path,
+        "sft": sft,
+        "lora": lora.to_dict() if lora else None,
+        "distributed_type": trainer.accelerator.distributed_type,
+        "world_size": trainer.args.world_size,
+        "versions": {
+            m.__name__: m.__version__ for m in (torch, transformers, trl, peft, accelerate)
+        },
+    }
+    return jsonable(settings)
+
+
+def jsonable(value: Any) -> Any:
+    """`value` with enums as their values, sets as sorted lists, and anything else that JSON
+    cannot hold (paths, dtypes) as its string."""
+    if isinstance(value, Enum):
+        return jsonable(value.value)
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, (set, frozenset)):
+        return sorted((jsonable(v) for v in value), key=str)
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
+def _metrics(trainer, output, config: str, checkpoint: str | None) -> dict[str, Any]:
+    """The whole run's metrics, resumes included: loss and tokens from the trainer state, the
+    seconds of every segment."""
+    state = trainer.state
+    clock = next(c for c in trainer.callback_handler.callbacks if type(c).__name__ == SEGMENTS)
+    segments = clock.state()["attributes"]["segments"]
+    seconds = sum(s["seconds"] for s in segments)
+    counted = trainer.args.include_num_input_tokens_seen != "no"
+    tokens = state.num_input_tokens_seen if counted else None
     return {
         "config": config,
         "rows": len(trainer.train_dataset),
-        "steps": trainer.state.global_step,
-        "epochs": trainer.state.epoch,
-        "train_loss": output.training_loss,
-        "loss_history": losses,
-        "train_tokens": int(tokens),
-        "tokens_per_second": round(tokens / seconds, 1) if seconds else None,
+        "steps": state.global_step,
+        "epochs": state.epoch,
+        "train_loss": _run_loss(state.log_history, segments, output),
+        "loss_history": [
+            {"step": h["step"], "loss": h["loss"]} for h in state.log_history if "loss" in h
+        ],
+        "train_tokens": tokens,
+        "tokens_per_second": round(tokens / seconds, 1) if tokens and seconds else None,
         "seconds": round(seconds, 1),
+        "segments": segments,
+        "resumes": len(segments) - 1,
+        "resumed_from": Path(checkpoint).name if checkpoint else None,
     }
+
+
+def _run_loss(history: list[dict], segments: list[dict], output) -> float | None:
+    """Mean loss per step over the run. The last segment's mean is the Trainer's own (it covers
+    the steps after its last log too); before it, each logged loss is the mean of the steps since
+    the previous log, or since the resume in between."""
+    starts = [s["start_step"] for s in segments]
+    total = steps = previous = 0
+    for entry in history:
+        if "loss" not in entry or entry["step"] > starts[-1]:
+            continue
+        begin = max([previous, *(s for s in starts if s < entry["step"])])
+        total += entry["loss"] * (entry["step"] - begin)
+        steps += entry["step"] - begin
+        previous = entry["step"]
+    ran = output.global_step - starts[-1]
+    total += output.training_loss * ran
+    steps += ran
+    return total / steps if steps else None

@@ -1,10 +1,11 @@
 """cot-factory demo Space: try a recipe's distilled students side by side.
 
-Self-contained: it needs gradio, transformers, peft, datasets and torch, and `answers.py` (the
-factory's answer extractor) next to it. `space_config.json` beside it (or the file named by
-$COT_FACTORY_SPACE_CONFIG) names the base model, the adapters, the dataset and the leaderboard.
-One base model stays in memory with every LoRA adapter attached; all students answer a question
-in a single batched `generate`, one row each, PEFT choosing each row's adapter (`adapter_names`).
+Self-contained: it needs gradio, transformers, peft, datasets and torch, and `answers.py` and
+`questions.py` (the factory's answer extractor and question rendering) next to it.
+`space_config.json` beside it (or the file named by $COT_FACTORY_SPACE_CONFIG) names the base
+model, the adapters, the dataset and the leaderboard. One base model stays in memory with every
+LoRA adapter attached; all students answer a question in a single batched `generate`, one row
+each, PEFT choosing each row's adapter (`adapter_names`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import queue
-import re
 import threading
 from functools import partial
 from pathlib import Path
@@ -23,6 +23,7 @@ import torch
 from answers import extract_answer, is_correct
 from datasets import load_dataset
 from peft import PeftModel
+from questions import render_question
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.generation.streamers import BaseStreamer
 
@@ -41,25 +42,19 @@ HOW_TO = (
 )
 TABLE = {"interactive": False, "column_widths": ["8%", "9%", "6%", "5%", "5%", "6%", "8%", "53%"]}
 PLOT = {"x": "level", "y": "accuracy", "color": "series", "x_lim": [1, 6], "y_lim": [0, 1]}
-_LABEL = re.compile(r"\s*(?:\(?([A-Za-z])\)|([A-Za-z])[.:](?=\s))\s*")  # "(A) x", "A. x"
 
 
 def load_config(path: str | Path | None = None) -> dict:
     """The Space config: `path`, else $COT_FACTORY_SPACE_CONFIG, else space_config.json here."""
     path = path or os.environ.get("COT_FACTORY_SPACE_CONFIG") or HERE / "space_config.json"
-    return json.loads(Path(path).read_text(encoding="utf-8"))
-
-
-def render_question(question: str, task: str, choices: list[str] | None = None) -> str:
-    """The student's prompt text, as training rendered it: options as '(A) text' lines."""
-    if task != "multiple_choice" or not choices:
-        return question.strip()
-    lines = [question.strip()]
-    for index, choice in enumerate(choices):
-        letter, match = chr(ord("A") + index), _LABEL.match(str(choice))
-        own = match and next(g for g in match.groups() if g).upper() == letter
-        lines.append(f"({letter}) {str(choice)[match.end() :] if own else choice}".strip())
-    return "\n".join(lines)
+    config = json.loads(Path(path).read_text(encoding="utf-8"))
+    for adapter in config.get("adapters") or []:
+        if not adapter.get("repo"):
+            raise SystemExit(
+                f"{path}: adapter {adapter.get('label')!r} names no folder or repo: rebuild the "
+                "Space with `cot-factory space build RECIPE` (or `cot-factory demo RECIPE`)"
+            )
+    return config
 
 
 class RowStreamer(BaseStreamer):

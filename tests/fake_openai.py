@@ -1,9 +1,18 @@
 """A scriptable OpenAI-compatible chat endpoint on loopback, for what a real server cannot be
 told to do on demand: answer after a fixed delay (throughput benchmark), fail the next requests
-with 429/500 or a dropped connection (retry tests), and count every request it received.
+(retry and fault tests), and count every request it received.
 
 Each answer is `Step 1: ... The answer is N.` where N is the problem's first number, so runs
 are deterministic. Real model serving is tested against `transformers serve` instead.
+
+Faults, one per request in arrival order:
+- `"drop"`: the connection closes without an answer.
+- an HTTP status (`"429"`, `"500"`, `"503"`, ...): a JSON error; `"401"` echoes the bearer key
+  in its message, as careless servers do.
+- 200 answers that are not answers: `"html"` (a proxy's page), `"sse"` (an event stream),
+  `"badjson"` (a cut-off body), `"empty"`, `"whitespace"` and `"null"` content, `"huge"` (1 MB
+  of text, no usage), `"overusage"` (usage says more tokens than `max_tokens`), `"echo"` (a
+  completion that quotes the bearer key).
 """
 
 from __future__ import annotations
@@ -15,11 +24,14 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+HTML_PAGE = "<!DOCTYPE html><html><body><h1>502 Bad Gateway</h1>nginx</body></html>"
+CONTENT_FAULTS = {"empty": "", "whitespace": " \n\t \n", "null": None, "huge": "x" * 2**20}
+
 
 @dataclass
 class FakeOpenAI:
     delay: float = 0.0
-    faults: list[str] = field(default_factory=list)  # "401", "429", "500", "drop": one per request
+    faults: list[str] = field(default_factory=list)
     requests: list[dict] = field(default_factory=list)
     in_flight_max: int = 0
     _in_flight: int = 0
@@ -63,22 +75,44 @@ class FakeOpenAI:
             self.in_flight_max = max(self.in_flight_max, self._in_flight)
         try:
             time.sleep(self.delay)
-            if fault == "drop":
-                handler.close_connection = True
-                handler.connection.shutdown(2)
-                return
-            if fault in ("401", "429", "500"):
-                _send(
-                    handler,
-                    int(fault),
-                    {"error": {"message": f"injected {fault}"}},
-                    {"Retry-After": "0"} if fault == "429" else {},
-                )
-                return
-            _send(handler, 200, _completion(body))
+            _answer(handler, body, fault)
         finally:
             with self._lock:
                 self._in_flight -= 1
+
+
+def _answer(handler: BaseHTTPRequestHandler, body: dict, fault: str | None) -> None:
+    key = handler.headers.get("Authorization", "").removeprefix("Bearer ")
+    if fault == "drop":
+        handler.close_connection = True
+        handler.connection.shutdown(2)
+    elif fault and fault.isdigit():
+        message = f"Incorrect API key provided: {key}" if fault == "401" else f"injected {fault}"
+        headers = {"Retry-After": "0"} if fault == "429" else {}
+        _send(handler, int(fault), json.dumps({"error": {"message": message}}), headers=headers)
+    elif fault == "html":
+        _send(handler, 200, HTML_PAGE, "text/html; charset=utf-8")
+    elif fault == "sse":
+        chunk = {"object": "chat.completion.chunk", "choices": [{"delta": {"content": "Step"}}]}
+        _send(handler, 200, f"data: {json.dumps(chunk)}\n\ndata: [DONE]\n\n", "text/event-stream")
+    elif fault == "badjson":
+        _send(handler, 200, json.dumps(_completion(body))[:40])
+    else:
+        _send(handler, 200, json.dumps(_faulty(_completion(body), body, fault, key)))
+
+
+def _faulty(completion: dict, body: dict, fault: str | None, key: str) -> dict:
+    """A well-formed completion whose content or usage is wrong in the way `fault` says."""
+    message = completion["choices"][0]["message"]
+    if fault in CONTENT_FAULTS:
+        message["content"] = CONTENT_FAULTS[fault]
+    if fault == "huge":
+        del completion["usage"]
+    if fault == "overusage":
+        completion["usage"]["completion_tokens"] = body["max_tokens"] + 1
+    if fault == "echo":
+        message["content"] = f"Your key is {key}.\n{message['content']}"
+    return completion
 
 
 def _completion(body: dict) -> dict:
@@ -103,11 +137,15 @@ def _completion(body: dict) -> dict:
 
 
 def _send(
-    handler: BaseHTTPRequestHandler, status: int, payload: dict, headers: dict | None = None
+    handler: BaseHTTPRequestHandler,
+    status: int,
+    text: str,
+    content_type: str = "application/json",
+    headers: dict | None = None,
 ) -> None:
-    data = json.dumps(payload).encode()
+    data = text.encode()
     handler.send_response(status)
-    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Type", content_type)
     handler.send_header("Content-Length", str(len(data)))
     for name, value in (headers or {}).items():
         handler.send_header(name, value)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -453,3 +455,59 @@ def test_strategyqa_gold_is_true_false(shared_data):
     labels = [normalize_gold(row["output"], "yes_no") for row in rows]
     assert {row["output"] for row in rows} == {"True", "False"}
     assert (labels.count("yes"), labels.count("no")) == (935, 1065)
+
+
+# ---------------------------------------------------------------------------------------------
+# bench/paper_cot_extraction.py: the same measurement, on a few files
+
+
+def _paper_bench():
+    path = Path(__file__).resolve().parents[1] / "bench" / "paper_cot_extraction.py"
+    spec = importlib.util.spec_from_file_location("paper_cot_extraction", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault(spec.name, module)  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(
+    ("folder", "name", "extracted", "agree"),
+    [
+        ("svamp", "SVAMP_ChatGPT_level1_ranked.json", 1.0, 0.9871),
+        ("svamp", "svamp_human_annotation.json", 1.0, 1.0),
+        ("gsm8k", "gsm8k_llama_level1_ranked.json", 1.0, 0.9961),
+        ("strategyqa", "stqa_llama_level5_ranked.json", 0.9955, 0.9915),
+        ("strategyqa", "strategyQA_onlyans.json", 1.0, 1.0),  # bare 'True'/'False' outputs
+    ],
+)
+def test_paper_cot_extraction_benchmark(shared_data, folder, name, extracted, agree):
+    bench = _paper_bench()
+    path = shared_data / "paper-cot" / folder / name
+    if not path.is_file():
+        pytest.skip(f"{path} is absent")
+    score = bench.score_file(path, bench.TASKS[folder], bench.gold_answers(shared_data, folder))
+
+    assert score.extraction_rate >= 0.99
+    assert score.extraction_rate == pytest.approx(extracted, abs=0.0005)
+    assert score.agreement == pytest.approx(agree, abs=0.0005)
+    assert len(score.misses) == score.rows - score.extracted
+
+
+def test_real_outputs_that_reject_the_gold_are_not_judged_right(shared_data, gsm8k_train):
+    """LLaMA-3's GSM8K CoTs sometimes end 'The answer is not 148.' when the gold is 148: when
+    that is their last word on the answer, they are wrong, whatever number comes last."""
+    gold = {_key(row["question"]): normalize_gold(row["answer"], "math") for row in gsm8k_train}
+    rejecting = 0
+    for name in ("gsm8k_llama_level1_ranked.json", "gsm8k_llama_level2_ranked.json"):
+        for row in _teacher_rows(shared_data, "gsm8k", name):
+            answer = gold.get(_key(row["instruction"]))
+            stated = re.findall(r"answer is (not )?\$?(\d[\d,]*)", row["output"])
+            if (
+                answer
+                and stated
+                and stated[-1][0]
+                and normalize_gold(stated[-1][1], "math") == answer
+            ):
+                rejecting += 1
+                assert not is_correct(extract_answer(row["output"], "math"), answer, "math")
+    assert rejecting >= 5

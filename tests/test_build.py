@@ -12,10 +12,9 @@ import yaml
 from datasets import load_dataset
 from huggingface_hub import DatasetCard
 
-from factory.build import load_config
-from factory.pipeline import build_dataset
-from factory.publish import publish_dataset
 from factory.recipe import load_recipe
+from factory.run import build_dataset, publish_dataset
+from factory.shards import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -65,8 +64,8 @@ def synthetic_recipe(tmp_path: Path) -> Path:
 
 def test_synthetic_build_stats_rows_and_card(tmp_path, home):
     result = build_dataset(load_recipe(synthetic_recipe(tmp_path)), home)
-    folder = result.dataset_dir
-    assert result.stats["cot-L2"] | {"teacher_params": None} == {
+    folder = result.run.dataset
+    assert result.manifest.configs["cot-L2"] | {"teacher_params": None} == {
         "teacher": "paper",
         "format": "cot",
         "level": 2,
@@ -124,8 +123,8 @@ def test_publish_then_load_from_registry_and_no_new_commit(tmp_path, home):
     rows = load_dataset(str(first.path), "answer-only", split="train")
     assert len(rows) == 4
     manifest = json.loads(next((home / "runs").glob("synthetic-*/manifest.json")).read_text())
-    assert manifest["published_dataset"]["commit"] == first.commit
-    assert manifest["published_dataset"]["tag"] == recipe.tag
+    assert manifest["dataset"]["commit"] == first.commit
+    assert manifest["dataset"]["tag"] == recipe.tag
 
 
 # --- the paper's released SVAMP CoTs ----------------------------------------------------------
@@ -149,7 +148,7 @@ def test_svamp_paper_has_one_config_per_released_file(svamp_build):
     assert len(teachers["gpt-4o"]) == 12 and len(teachers["gemini-1.5-flash"]) == 6
     assert sorted(teachers["llama-3-70b"]) == ["cot-L1", "cot-L2", "cot-L3", "cot-L4"]
     expected = {f"{t}-{c}" for t, files in teachers.items() for c in files}
-    assert set(result.stats) == expected | {"answer-only", "reference"}
+    assert set(result.manifest.configs) == expected | {"answer-only", "reference"}
 
 
 def test_svamp_paper_rows_match_files_minus_dropped(svamp_build, shared_data):
@@ -161,30 +160,31 @@ def test_svamp_paper_rows_match_files_minus_dropped(svamp_build, shared_data):
     for teacher in recipe.teacher:
         for config, path in teacher.files.items():
             rows = [r for r in json.loads(Path(path).read_text()) if r["instruction"] in train]
-            stats = result.stats[f"{teacher.name}-{config}"]
+            stats = result.manifest.configs[f"{teacher.name}-{config}"]
             assert stats["traces"] == len(rows)
             assert stats["kept"] == len(rows) - sum(stats["dropped"].values())
             loaded = load_dataset(str(snapshot), f"{teacher.name}-{config}", split="train")
             assert len(loaded) == stats["kept"]
             assert all(loaded["correct"])
-    assert result.stats["gpt-4o-cot-L1"]["kept"] < 700, "wrong teacher answers are dropped"
+    kept = result.manifest.configs["gpt-4o-cot-L1"]["kept"]
+    assert kept < 700, "wrong teacher answers are dropped"
 
 
 def test_svamp_paper_card_lists_accuracy_per_config(svamp_build):
     _, result, _ = svamp_build
-    card = DatasetCard.load(result.dataset_dir / "README.md")
+    card = DatasetCard.load(result.run.dataset / "README.md")
     names = [c["config_name"] for c in card.data.configs]
     assert len(names) == 25 and names[-1] == "problems"
     assert sum(bool(c.get("default")) for c in card.data.configs) == 1
     assert card.data.source_datasets == ["ChilleD/SVAMP"] and card.data.license == "apache-2.0"
-    for name, stats in result.stats.items():
+    for name, stats in result.manifest.configs.items():
         accuracy = f"{100 * stats['teacher_accuracy']:.1f}%"
         row = next(line for line in card.text.splitlines() if line.startswith(f"| `{name}` |"))
         assert f"| {stats['kept']} |" in row and accuracy in row
-    assert 0.95 < result.stats["gpt-4o-cot-L1"]["teacher_accuracy"] < 1.0
+    assert 0.95 < result.manifest.configs["gpt-4o-cot-L1"]["teacher_accuracy"] < 1.0
     assert (
-        result.stats["gpt-4o-cot-L6"]["mean_tokens"]
-        > 2 * result.stats["gpt-4o-cot-L1"]["mean_tokens"]
+        result.manifest.configs["gpt-4o-cot-L6"]["mean_tokens"]
+        > 2 * result.manifest.configs["gpt-4o-cot-L1"]["mean_tokens"]
     )
 
 
@@ -210,3 +210,33 @@ def test_svamp_answer_only_and_reference_match_the_released_files(svamp_build, s
         assert set(numbers) >= set(re.findall(r"\d+\.?\d*", human[row["question"]].split("=")[0]))
     test = load_dataset(folder, "problems", split="test")
     assert len(test) == 300 and not set(test["question"]) & set(answer_only["question"])
+
+
+def with_a_bad_row(tmp_path: Path, bad_rows: str | None) -> Path:
+    path = synthetic_recipe(tmp_path)
+    with (tmp_path / "problems.jsonl").open("a") as f:
+        f.write(json.dumps({"id": "p5", "q": "   ", "a": "3"}) + "\n")
+    recipe = yaml.safe_load(path.read_text())
+    if bad_rows:
+        recipe["source"]["bad_rows"] = bad_rows
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+def test_a_bad_row_names_the_recipe_key_that_points_at_its_file(tmp_path, home):
+    from factory.sources import SourceError
+
+    path = with_a_bad_row(tmp_path, None)
+    with pytest.raises(SourceError) as info:
+        build_dataset(load_recipe(path), home)
+    line = next(i for i, text in enumerate(path.read_text().splitlines(), 1) if "train:" in text)
+    message = str(info.value)
+    assert message.startswith(f"{path}:{line}: source.train: {tmp_path / 'problems.jsonl'} row 5")
+    assert "empty" in message and "\n" not in message
+
+
+def test_skipped_rows_are_counted_in_the_manifest_and_the_card(tmp_path, home):
+    result = build_dataset(load_recipe(with_a_bad_row(tmp_path, "skip")), home)
+    assert result.manifest.source["train"] == {"kept": 4, "skipped": {"empty question": 1}}
+    card = DatasetCard.load(result.run.dataset / "README.md")
+    assert "Source rows left out, by split and reason: train: 1 empty question." in card.text

@@ -112,7 +112,7 @@ def test_build_publish_pull(tmp_path):
     rows = load_dataset(str(tmp_path / "pulled-locally"), "answer-only", split="train")
     assert len(rows) == 4
     manifest = json.loads(next((home / "runs").glob("synthetic-*/manifest.json")).read_text())
-    assert manifest["published_dataset"]["commit"] in pulled.stdout
+    assert manifest["dataset"]["commit"] in pulled.stdout
 
     missing = cot_factory("pull", "local/absent", home=home)
     assert missing.returncode == 2 and "no repo 'local/absent'" in missing.stderr

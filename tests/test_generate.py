@@ -32,14 +32,17 @@ def write_recipe(
     name: str = "gen",
     levels=(1,),
     samples: int = 1,
+    digits: int = 1,
 ) -> Path:
+    """A recipe of `train` chain_sum problems of two `digits`-digit terms asked of `teacher`."""
+    options = {"min_terms": 2, "max_terms": 2, "min_digits": digits, "max_digits": digits}
     recipe = {
         "source": {
             "kind": "gym",
             "dataset": "chain_sum",
             "train": train,
             "seed": 0,
-            "options": {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1},
+            "options": options,
         },
         "teacher": teacher,
         "cot": {
@@ -192,7 +195,7 @@ def test_exhausted_retries_fail_clearly_and_keep_what_arrived(fake, tmp_path, ho
         build_dataset(load_recipe(path), home)
     message = str(info.value)
     assert "1 of 5 requests failed after retries" in message and "re-run to resume" in message
-    assert "InternalServerError" in message
+    assert "InternalServerError" in message and info.value.counts == {"HTTP 500": 1}
     assert len(GenerationCache(cache_path(home))) == 4
     build_dataset(load_recipe(path), home)
     assert len(fake.requests) == 5 + 1, "the re-run asks only for the missing answer"

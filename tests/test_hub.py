@@ -18,18 +18,19 @@ from huggingface_hub import HfApi, ModelCard
 from test_build import synthetic_recipe
 from test_train import toy_recipe
 
-import factory.hub
-from factory.build import load_config
-from factory.hub import HfHub, HubError
+import factory.hub.hf
+from factory.hub import HubError
+from factory.hub.hf import HfHub
 from factory.pipeline import build_dataset, run_recipe
 from factory.publish import publish_dataset
 from factory.recipe import load_recipe
 from factory.reproduce import reproduce
+from factory.shards import load_config
 
 
 @pytest.fixture(autouse=True)
 def fast_backoff(monkeypatch):
-    monkeypatch.setattr(factory.hub, "BACKOFF", 0.01)
+    monkeypatch.setattr(factory.hub.hf, "BACKOFF", 0.01)
 
 
 def on_hub(path: Path, repo_id: str) -> Path:
@@ -64,8 +65,8 @@ def test_dataset_publishes_in_one_commit_tagged_and_loads_per_config(
     test = load_dataset("tester/synthetic", "problems", split="test", revision=published.commit)
     assert test["id"] == ["t1"]
     manifest = json.loads((built.run_dir / "manifest.json").read_text())
-    assert manifest["published_dataset"]["commit"] == published.commit
-    assert manifest["published_dataset"]["target"] == "hf"
+    assert manifest["dataset"]["commit"] == published.commit
+    assert manifest["dataset"]["target"] == "hf"
 
     fake_hub.clear_log()
     again = publish_dataset(recipe, home)
@@ -140,6 +141,36 @@ def test_students_publish_load_with_peft_and_reproduce_from_the_hub(
     ), out.stdout
 
 
+def test_tags_never_move_on_the_hub(fake_hub, hf_api, tmp_path, caplog):
+    hub = HfHub(hf_api)
+
+    def folder(name: str, text: str) -> Path:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "README.md").write_text(text)
+        return tmp_path / name
+
+    v1, v2, v3 = folder("v1", "one\n"), folder("v2", "two\n"), folder("v3", "three\n")
+    first = hub.publish(v1, "tester/tags", "model", tag="t1", message="one")
+    second = hub.publish(v2, "tester/tags", "model", tag="t2", message="two")
+
+    fake_hub.clear_log()
+    back = hub.publish(v1, "tester/tags", "model", tag="t1", message="one again")
+    assert back.commit == first.commit and not back.created, "the tag already holds the folder"
+    assert commits(fake_hub, "tester/tags") == [] and fake_hub.head("tester/tags") == second.commit
+
+    caplog.set_level(logging.WARNING)
+    third = hub.publish(v3, "tester/tags", "model", tag="t1", message="three")
+    assert third.created and fake_hub.head("tester/tags") == third.commit
+    assert "tag t1 on tester/tags stays on" in caplog.text
+    fake_hub.clear_log()
+    same = hub.publish(v3, "tester/tags", "model", tag=None, message="unchanged")
+    assert same.commit == third.commit and not same.created
+    assert commits(fake_hub, "tester/tags") == [], "huggingface_hub skips the empty commit"
+    tags = {t.name: t.target_commit for t in hf_api.list_repo_refs("tester/tags").tags}
+    assert tags == {"t1": first.commit, "t2": second.commit}
+    assert not [r for r in fake_hub.requests if r.method == "DELETE"], "no tag was deleted"
+
+
 def test_space_folder_publishes_and_reads_back(hf_api, tmp_path, home):
     from huggingface_hub import SpaceCard
 
@@ -201,7 +232,7 @@ def test_transient_failures_are_retried(fault, fake_hub, tmp_path, home):
 
 def test_rate_limits_wait_as_long_as_the_hub_asks(fake_hub, monkeypatch, tmp_path, home):
     waits = []
-    monkeypatch.setattr(factory.hub.time, "sleep", waits.append)
+    monkeypatch.setattr(factory.hub.hf.time, "sleep", waits.append)
     recipe = load_recipe(on_hub(synthetic_recipe(tmp_path), "tester/rate-limited"))
     build_dataset(recipe, home)
     fake_hub.fail_next(429, path_contains="/commit/")
@@ -232,7 +263,7 @@ def test_a_concurrent_change_is_a_clear_error(fake_hub, hf_api, monkeypatch, tmp
     files = hf_api.list_repo_files("tester/contested", repo_type="dataset")
     assert "NOTES.md" in files and not any(f.endswith(".parquet") for f in files), files
     manifest = json.loads((built.run_dir / "manifest.json").read_text())
-    assert "published_dataset" not in manifest
+    assert manifest.get("dataset") is None
 
 
 def test_a_commit_whose_answer_was_lost_still_counts(fake_hub, tmp_path, home):
@@ -253,7 +284,7 @@ def test_exhausted_retries_fail_clearly_and_claim_nothing(fake_hub, tmp_path, ho
     message = str(info.value)
     assert "tester/down" in message and "503" in message and "Nothing was published" in message
     manifest = json.loads((built.run_dir / "manifest.json").read_text())
-    assert "published_dataset" not in manifest
+    assert manifest.get("dataset") is None
 
 
 def test_token_errors_name_the_repo_and_the_permission(fake_hub, monkeypatch, tmp_path, home):

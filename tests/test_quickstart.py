@@ -63,8 +63,8 @@ def test_quickstart_builds_verifies_and_publishes(quickstart):
     assert all(t["correct"] for t in kept)
 
     manifest = json.loads((run / "manifest.json").read_text())
-    snapshot = Path(manifest["published_dataset"]["path"])
-    assert f"@ {manifest['published_dataset']['commit'][:12]}" in stdout
+    snapshot = Path(manifest["dataset"]["path"])
+    assert f"@ {manifest['dataset']['commit'][:12]}" in stdout
     card = DatasetCard.load(snapshot / "README.md")
     declared = {c["config_name"] for c in card.data.configs}
     assert {"answer-only", "problems"} <= declared
@@ -83,11 +83,11 @@ def test_quickstart_students_are_trained_evaluated_and_published(quickstart):
     home, stdout = quickstart
     run = next((home / "runs").glob("quickstart-*"))
     manifest = json.loads((run / "manifest.json").read_text())
-    trained = {k.split(":")[2]: v for k, v in manifest.items() if k.startswith("student:")}
+    trained = {entry["config"]: entry for entry in manifest["students"]}
     declared = [c for c, s in manifest["configs"].items() if s["kept"]]
     assert sorted(trained) == sorted(declared)
     for config, entry in trained.items():
-        folder = Path(entry["path"])
+        folder = Path(entry["published"]["path"])
         card = ModelCard.load(folder / "README.md")
         assert card.data.base_model == "HuggingFaceTB/SmolLM2-135M-Instruct"
         assert card.data.library_name == "peft"
@@ -107,9 +107,9 @@ def test_quickstart_ends_with_its_space_and_the_demo_command(quickstart):
     home, stdout = quickstart
     assert f"cot-factory demo recipes/quickstart.yaml --home {home}" in stdout
     space = next((home / "runs").glob("quickstart-*")) / "space"
-    assert (space / "app.py").is_file() and (space / "answers.py").is_file()
+    assert all((space / name).is_file() for name in ("app.py", "answers.py", "questions.py"))
     config = json.loads((space / "space_config.json").read_text())
     assert {a["label"] for a in config["adapters"]} == {r["config"] for r in config["leaderboard"]}
     assert SpaceCard.load(space / "README.md").data.sdk == "gradio"
-    published = home / "registry" / "spaces" / "local" / "quickstart-demo"
+    published = home / "registry" / "spaces--local--quickstart-demo"
     assert (published / "refs" / "main").is_file()

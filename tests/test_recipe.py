@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from factory.recipe import RecipeError, load_recipe, teacher_name
+from factory.recipe.where import key_lines
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -104,7 +105,7 @@ def test_duplicate_teacher_names_are_rejected(tmp_path):
 
 
 def test_invalid_yaml_names_the_line(tmp_path):
-    message = error_of(write(tmp_path, VALID + "cot: [unclosed\n"))
+    message = error_of(write(tmp_path, VALID + "students: [unclosed\n"))
     assert ":15: invalid YAML" in message
 
 
@@ -186,3 +187,44 @@ def test_shipped_recipes_validate(name):
     recipe = load_recipe(ROOT / "recipes" / f"{name}.yaml")
     assert recipe.name == name
     assert recipe.path.read_text().startswith(f"# {name}:"), "a recipe opens with what it studies"
+
+
+SHARED = """\
+source: {kind: hub, dataset: org/problems, revision: 2024-01-01}
+teacher:
+  - &t {backend: openai, model: org/a, base_url: "http://h:1/v1", api_key_env: null}
+  - <<: *t
+    model: org/b
+    concurrency: many
+dataset: {repo_id: local/tiny}
+"""
+
+
+def test_anchors_merge_keys_and_dates_still_read(tmp_path):
+    """The bounded reader keeps YAML's sharing (anchors, `<<` merges); a date stays text."""
+    assert ":6: teacher[1].concurrency: Input should be a valid integer" in error_of(
+        write(tmp_path, SHARED)
+    )
+    recipe = load_recipe(write(tmp_path, SHARED.replace("    concurrency: many\n", "")))
+    assert [(t.model, t.base_url) for t in recipe.teacher] == [
+        ("org/a", "http://h:1/v1"),
+        ("org/b", "http://h:1/v1"),
+    ]
+    assert recipe.source.revision == "2024-01-01"
+
+
+def test_key_lines_of_a_text_and_a_utf8_bom(tmp_path):
+    assert key_lines(VALID)[("cot", "levels")] == 11
+    assert key_lines(VALID)[("teacher", "api_key_env")] == 9
+    path = tmp_path / "bom.yaml"
+    path.write_bytes(b"\xef\xbb\xbf" + VALID.encode())
+    assert load_recipe(path).cot.levels == [1, 3]
+
+
+def test_api_key_env_may_come_from_a_variable(tmp_path, monkeypatch):
+    """As in recipes/gsm8k-openai.yaml: the variable names the key's variable, not the key."""
+    path = write(tmp_path, VALID.replace("null", "${TEACHER_API_KEY_ENV:-OPENAI_API_KEY}"))
+    monkeypatch.delenv("TEACHER_API_KEY_ENV", raising=False)
+    assert load_recipe(path).teacher[0].api_key_env == "OPENAI_API_KEY"
+    monkeypatch.setenv("TEACHER_API_KEY_ENV", "HF_TOKEN")
+    assert load_recipe(path).teacher[0].api_key_env == "HF_TOKEN"

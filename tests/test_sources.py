@@ -453,9 +453,14 @@ def test_gym_nested_rationale_column():
         assert "####" not in problem.reference_rationale
 
 
-def test_gym_unknown_dataset_is_a_source_error():
-    message = source_error(GymSource(kind="gym", dataset="no_such_generator", train=2))
-    assert "reasoning-gym dataset 'no_such_generator'" in message
+def test_gym_generator_that_refuses_its_options_is_a_source_error():
+    # The recipe schema already rejects unknown generators and option names; a generator can
+    # still refuse the values.
+    options = {"min_terms": 5, "max_terms": 2}
+    with pytest.raises(SourceError) as info:
+        load_problems(GymSource(kind="gym", dataset="chain_sum", train=2, options=options), DATASET)
+    assert str(info.value) == "reasoning-gym dataset 'chain_sum': max_terms must be >= min_terms"
+    assert info.value.key == ("source", "dataset")
 
 
 # ---------------------------------------------------------------------------------------------

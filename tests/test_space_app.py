@@ -68,12 +68,12 @@ def make_adapter(base_dir: Path, out: Path, seed: int, with_tokenizer: bool = Fa
 
 def make_dataset(folder: Path, test_problems: list[dict], cot_rows: list[dict]) -> Path:
     """A dataset folder as `factory.build` lays it out: `problems` (test split), `cot-L1`."""
-    from factory.build import COT_FEATURES, PROBLEM_FEATURES, SHARD, _write_parquet
     from factory.cards import dataset_configs
+    from factory.shards import COT_FEATURES, PROBLEM_FEATURES, SHARD, write_parquet
 
     problems = [{"choices": None, "reference_rationale": None, **p} for p in test_problems]
-    _write_parquet(problems, folder / "problems" / SHARD.format(split="test"), PROBLEM_FEATURES)
-    _write_parquet(cot_rows, folder / "cot-L1" / SHARD.format(split="train"), COT_FEATURES)
+    write_parquet(problems, folder / "problems" / SHARD.format(split="test"), PROBLEM_FEATURES)
+    write_parquet(cot_rows, folder / "cot-L1" / SHARD.format(split="train"), COT_FEATURES)
     card = {"configs": dataset_configs({"cot-L1": {"kept": len(cot_rows)}}, ["test"])}
     (folder / "README.md").write_text(f"---\n{yaml.safe_dump(card)}---\n# tiny\n")
     return folder
@@ -155,10 +155,12 @@ def space_config(base: Path, adapters: dict[str, Path], dataset: Path) -> dict:
 
 
 def write_space(folder: Path, config: dict) -> Path:
-    """The Space folder as the product writes it: app.py, answers.py, space_config.json."""
+    """The Space folder as the product writes it: app.py, answers.py, questions.py and
+    space_config.json."""
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copy(ROOT / "spaces" / "app.py", folder / "app.py")
-    shutil.copy(ROOT / "factory" / "answers.py", folder / "answers.py")
+    for module in ("answers.py", "questions.py"):
+        shutil.copy(ROOT / "factory" / module, folder / module)
     (folder / "space_config.json").write_text(json.dumps(config, indent=2))
     return folder
 
@@ -397,8 +399,10 @@ def app(space):
 
 
 def test_prompts_render_as_training_rendered_them(app):
+    """The app renders questions with the factory's own module, copied beside it."""
     from factory.prompts import render_question
 
+    assert app.render_question.__module__ == "questions"
     for question, task, choices in [
         (" What is 2 + 2? ", "math", None),
         ("Is 7 prime?", "yes_no", None),

@@ -12,11 +12,12 @@ import pytest
 import yaml
 from test_train import toy_recipe
 
-from factory.evaluate import wilson_interval
+from factory.paths import TRAINING_METRICS as DONE
+from factory.paths import RunFolder
 from factory.recipe import load_recipe
 from factory.report import RunResult, recommend
-from factory.sweep import sweep
-from factory.train import DONE
+from factory.run import sweep
+from factory.stats import wilson_interval
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -46,9 +47,8 @@ def test_sweep_trains_and_evaluates_every_run(swept):
     for config in ("answer-only", "reference"):
         for seed in (0, 1):
             folder = run / "students" / "tiny" / config / f"seed-{seed}"
-            assert (folder / DONE).is_file() and (
-                folder / "adapter" / "eval_results.json"
-            ).is_file()
+            assert (folder / DONE).is_file() and (folder / "eval" / "eval_results.json").is_file()
+            assert not (folder / "adapter" / "eval_results.json").exists(), "outputs untouched"
     seeds = [
         json.loads((run / "students/tiny/answer-only" / f"seed-{s}" / DONE).read_text())
         for s in (0, 1)
@@ -68,7 +68,7 @@ def test_rerun_trains_nothing(swept, tmp_path):
         timeout=600,
     )
     assert out.returncode == 0, out.stderr
-    assert "4 runs, 4 already done, 0 to go" in out.stderr
+    assert "4 runs, 4 done, 0 to go" in out.stderr
     assert {p: p.stat().st_mtime for p in stamps} == stamps
     assert "tiny: `" in out.stdout and "report: " in out.stdout
 
@@ -87,7 +87,7 @@ def test_report_tables_match_the_runs_metrics(swept):
                     / "students/tiny"
                     / entry["config"]
                     / f"seed-{s}"
-                    / "adapter"
+                    / "eval"
                     / "eval_results.json"
                 ).read_text()
             )
@@ -119,7 +119,7 @@ def test_report_plots_are_pngs_with_the_expected_series(swept):
     assert data.startswith(PNG) and len(data) > 5_000
     width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
     assert (width, height) == (840, 504)
-    results, bases = collect(recipe, home)
+    results, bases = collect(RunFolder.of(home, recipe.name, recipe.hash))
     series = accuracy_by_level(results, bases["tiny"]["accuracy"], report / "again.png", "tiny")
     by_config = {r.config: r.accuracy for r in results}
     assert series == {
@@ -185,6 +185,31 @@ def test_granularity_and_format_plots_draw_one_series_per_teacher_and_format(tmp
     series = accuracy_by_level(runs, 0.05, tmp_path / "g.png", "s")
     assert series["t cot"] == [(1, 0.1), (3, 0.3), (6, 0.6)] and series["t subq"] == [(3, 0.25)]
     bars = accuracy_by_category(runs, "format", 0.05, tmp_path / "f.png", "s")
-    assert bars == {"cot": [(3, 0.3)], "rar": [(3, 0.28)], "subq": [(3, 0.25)]}
+    assert bars == {
+        "cot": [("level 3", 0.3)],
+        "rar": [("level 3", 0.28)],
+        "subq": [("level 3", 0.25)],
+    }
     assert (tmp_path / "g.png").read_bytes().startswith(PNG)
     assert (tmp_path / "f.png").read_bytes().startswith(PNG)
+
+
+def test_format_and_teacher_plots_hold_the_other_dimension_fixed(tmp_path):
+    """Two teachers and two formats at one level (the paper's SVAMP study): the format plot
+    compares one teacher's formats, the teacher plot one format's teachers; no run overwrites
+    another at the same level."""
+    from factory.plots import accuracy_by_category
+
+    runs = [
+        run_result("gpt-cot-L3", 42, 300, 3, "cot", teacher="gpt"),
+        run_result("gpt-sym-L3", 37, 300, 3, "sym", teacher="gpt"),
+        run_result("llama-cot-L3", 20, 300, 3, "cot", teacher="llama"),
+    ]
+    formats = accuracy_by_category(runs, "format", None, tmp_path / "f.png", "s")
+    assert formats == {"cot": [("level 3", 42 / 300)], "sym": [("level 3", 37 / 300)]}
+    teachers = accuracy_by_category(runs, "teacher", None, tmp_path / "t.png", "s")
+    assert teachers == {"gpt": [("level 3", 42 / 300)], "llama": [("level 3", 20 / 300)]}
+    runs.append(run_result("llama-sym-L3", 30, 300, 3, "sym", teacher="llama"))
+    formats = accuracy_by_category(runs, "format", None, tmp_path / "f2.png", "s")
+    assert formats["cot"] == [("gpt L3", 42 / 300), ("llama L3", 20 / 300)]
+    assert formats["sym"] == [("gpt L3", 37 / 300), ("llama L3", 30 / 300)]

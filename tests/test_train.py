@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-import signal
+import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -16,13 +15,13 @@ import yaml
 from safetensors.torch import load_file
 
 from factory.evaluate import evaluate, load_student, wilson_interval
-from factory.launch import accelerate_config, launch_command
-from factory.pipeline import build_dataset, run_recipe, student_dir
+from factory.pipeline import build_dataset, run_recipe
 from factory.recipe import RecipeError, load_recipe
 from factory.sources import Problem
-from factory.train import check_training, train_student
+from factory.train import check_training, sft_trainer, train_student
 
 ROOT = Path(__file__).resolve().parents[1]
+LINEAR = [f"self_attn.{m}_proj" for m in "qkvo"] + [f"mlp.{m}_proj" for m in ("gate", "up", "down")]
 FAST_SFT = {
     "learning_rate": 1e-2,
     "num_train_epochs": 10,
@@ -75,15 +74,15 @@ def train(recipe, built, home, out: Path):
     return train_student(recipe, recipe.students[0], "answer-only", built.dataset_dir, out, home)
 
 
-def test_lora_training_logs_falling_loss_and_changes_only_the_adapter(
-    toy, tmp_path, tiny_model_dir
-):
+def test_lora_training_logs_falling_loss_and_records_its_settings(toy, tmp_path, tiny_model_dir):
     recipe, built, home = toy
     result = train(recipe, built, home, tmp_path / "run")
     losses = [point["loss"] for point in result.metrics["loss_history"]]
     assert len(losses) == result.metrics["steps"] == 40
     assert sum(losses[-4:]) / 4 < sum(losses[:4]) / 4 - 0.5, losses
+    assert result.metrics["train_loss"] == pytest.approx(sum(losses) / 40)
     assert result.metrics["train_tokens"] > 0 and result.metrics["tokens_per_second"] > 0
+    assert result.metrics["resumes"] == 0 and result.metrics["segments"][0]["start_step"] == 0
 
     adapter = load_file(result.adapter_dir / "adapter_model.safetensors")
     lora_b = [t for name, t in adapter.items() if "lora_B" in name]
@@ -92,14 +91,51 @@ def test_lora_training_logs_falling_loss_and_changes_only_the_adapter(
     config = json.loads((result.adapter_dir / "adapter_config.json").read_text())
     assert config["r"] == 8 and config["lora_alpha"] == 16 and config["peft_type"] == "LORA"
 
-    from transformers import AutoModelForCausalLM
+    import peft
+    import transformers
+    import trl
+    from trl import SFTConfig
 
-    fresh = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
-    model, _ = load_student(str(tiny_model_dir), None, home)
-    for (name, before), (_, after) in zip(
-        fresh.state_dict().items(), model.state_dict().items(), strict=True
-    ):
-        assert torch.equal(before, after), f"base weight {name} changed"
+    settings = json.loads((tmp_path / "run" / "training_config.json").read_text())
+    assert settings == result.settings
+    sft, lora = settings["sft"], settings["lora"]
+    assert (sft["learning_rate"], sft["num_train_epochs"], sft["seed"]) == (1e-2, 10, 0)
+    assert sft["lr_scheduler_type"] == "cosine" and sft["model_init_kwargs"] == {"dtype": "float32"}
+    assert sft["output_dir"] == str(tmp_path / "run" / "checkpoints")
+    assert sft["hub_token"] == "<HUB_TOKEN>", "the one secret stays out"
+    rebuilt = SFTConfig(**{**sft, "hub_token": None})
+    tokens = {"eos_token": rebuilt.eos_token, "pad_token": rebuilt.pad_token}
+    assert {**rebuilt.to_dict(), **tokens} == sft, "the whole SFTConfig, as TRL resolved it"
+    linear = {f"model.layers.{i}.{m}" for i in range(2) for m in LINEAR}
+    assert (lora["r"], lora["lora_alpha"], lora["lora_dropout"]) == (8, 16, 0.05)
+    assert set(lora["target_modules"]) == linear, "all-linear as PEFT resolved it"
+    assert settings["model"] == settings["model_path"] == str(tiny_model_dir)
+    assert settings["world_size"] == 1 and settings["distributed_type"] == "NO"
+    versions = {"torch": torch, "transformers": transformers, "trl": trl, "peft": peft}
+    assert all(settings["versions"][name] == m.__version__ for name, m in versions.items())
+
+
+def test_training_changes_the_lora_weights_and_not_the_base_weights(toy, tmp_path, tiny_model_dir):
+    recipe, built, home = toy
+    student = recipe.students[0]
+    trainer = sft_trainer(recipe, student, "answer-only", built.dataset_dir, tmp_path / "run", home)
+    before = {name: p.detach().clone() for name, p in trainer.model.named_parameters()}
+    on_disk = load_file(tiny_model_dir / "model.safetensors")
+    base = [name for name in before if "lora_" not in name]
+    assert base and all(torch.equal(before[name], on_disk[_disk_name(name)]) for name in base), (
+        "the student is loaded from its folder in fp32"
+    )
+    trainer.train()
+    after = dict(trainer.model.named_parameters())
+    assert all(torch.equal(before[name], after[name]) for name in base), "base weights changed"
+    lora = [name for name in before if "lora_" in name]
+    assert len(lora) == 2 * 2 * len(LINEAR)
+    assert all(not torch.equal(before[name], after[name]) for name in lora), "LoRA did not move"
+
+
+def _disk_name(name: str) -> str:
+    """`base_model.model.model.layers.0.self_attn.q_proj.base_layer.weight` as saved on disk."""
+    return name.removeprefix("base_model.model.").replace(".base_layer", "")
 
 
 def test_training_is_seeded_and_skips_finished_runs(toy, tmp_path):
@@ -185,45 +221,7 @@ def test_full_fine_tuning_changes_base_weights(tmp_path, tiny_model_dir, home):
     assert any(not torch.equal(saved[k], original[k]) for k in original if k in saved)
 
 
-def test_interrupted_training_resumes_from_its_checkpoint(tmp_path, tiny_model_dir, home):
-    path = toy_recipe(
-        tmp_path,
-        tiny_model_dir,
-        sft={"save_steps": 4, "save_total_limit": 2, "num_train_epochs": 20},
-    )
-    recipe = load_recipe(path)
-    built = build_dataset(recipe, home)
-    out = student_dir(built.run_dir, "tiny", "answer-only", seed=0)
-    command = [sys.executable, "-m", "factory.cli", "train", str(path), "--home", str(home)]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
-    while not list(out.glob("checkpoints/checkpoint-*/trainer_state.json")):
-        assert process.poll() is None and time.time() < deadline, "no checkpoint appeared"
-        time.sleep(0.05)
-    time.sleep(0.3)
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
-    assert not (out / "training_metrics.json").exists(), "killed before it finished"
-    complete = out.glob("checkpoints/checkpoint-*/trainer_state.json")
-    step = max(int(p.parent.name.split("-")[1]) for p in complete)
-    cut_short = out / "checkpoints" / "checkpoint-999"  # as if killed while saving
-    cut_short.mkdir(exist_ok=True)
-    (cut_short / "model.safetensors").write_bytes(b"partial")
-
-    resumed = train_student(recipe, recipe.students[0], "answer-only", built.dataset_dir, out, home)
-    assert resumed.metrics["resumed_from"] == f"checkpoint-{step}" and step < 80
-    assert not cut_short.exists()
-    assert resumed.metrics["steps"] == 80
-    assert not (out / "checkpoints").exists(), "checkpoints are removed once the adapter is saved"
-    straight = train_student(
-        recipe, recipe.students[0], "answer-only", built.dataset_dir, tmp_path / "straight", home
-    )
-    a = load_file(resumed.adapter_dir / "adapter_model.safetensors")
-    b = load_file(straight.adapter_dir / "adapter_model.safetensors")
-    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a), "resuming changes nothing"
-
-
-# --- recipe checks, launch, and the whole run -------------------------------------------------
+# --- recipe checks and the whole run -------------------------------------------------
 
 
 def test_training_options_are_checked_against_trl_and_peft(tmp_path, tiny_model_dir):
@@ -247,27 +245,68 @@ def test_training_options_are_checked_against_trl_and_peft(tmp_path, tiny_model_
         check_training(load_recipe(tmp_path / "toy.yaml"))
 
 
-@pytest.mark.parametrize("name", ["ddp", "zero2", "zero3", "fsdp"])
-def test_accelerate_configs_and_launch_command(name, tmp_path):
-    from accelerate.commands.config.config_args import load_config_from_file
+CHECK = """
+import sys
+from factory.recipe import RecipeError, load_recipe
+from factory.train import check_training
+for path in sys.argv[1:]:
+    try:
+        check_training(load_recipe(path))
+        print("ok")
+    except RecipeError as err:
+        print(err)
+"""
 
-    config = load_config_from_file(str(accelerate_config(name)))
-    assert config.distributed_type.value in ("MULTI_GPU", "DEEPSPEED", "FSDP")
-    command = launch_command(Path("recipes/x.yaml"), name, ["tiny"], ["cot-L3"], tmp_path)
-    assert Path(command[0]).name == "accelerate" and command[1] == "launch"
-    assert command[2:4] == ["--config_file", str(ROOT / "recipes" / "accelerate" / f"{name}.yaml")]
-    assert command[4:] == [
-        "-m",
-        "factory.cli",
-        "train",
-        "recipes/x.yaml",
-        "--student",
-        "tiny",
-        "--config",
-        "cot-L3",
-        "--home",
-        str(tmp_path),
-    ]
+
+def with_model(tmp_path: Path, tiny_model_dir: Path, model: str, name: str) -> Path:
+    path = toy_recipe(tmp_path, tiny_model_dir, name=name)
+    recipe = yaml.safe_load(path.read_text())
+    recipe["students"][0]["model"] = model
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    return path
+
+
+def test_student_models_not_available_offline_are_recipe_errors(tmp_path, tiny_model_dir, hf_api):
+    from huggingface_hub import hf_hub_download
+
+    cached, uncached = f"tester/cached-{tmp_path.name[-6:]}", "tester/not-downloaded"
+    hf_api.create_repo(cached)
+    hf_api.upload_file(path_or_fileobj=b"{}", path_in_repo="config.json", repo_id=cached)
+    hf_hub_download(cached, "config.json")  # into the session's HF cache, as a download would
+    models = [str(tiny_model_dir), "smollm2-135m", cached, uncached, str(tmp_path / "nowhere")]
+    paths = [with_model(tmp_path, tiny_model_dir, m, f"m{i}") for i, m in enumerate(models)]
+    done = subprocess.run(
+        [sys.executable, "-c", CHECK, *map(str, paths)],
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    folder, alias, in_cache, missing, nowhere = done.stdout.splitlines()
+    assert (folder, alias, in_cache) == ("ok", "ok", "ok"), done.stderr[-2000:]
+    where = r".*/m\d.yaml:(\d+): students\[0\]\.model: "
+    match = re.fullmatch(
+        where + r"'tester/not-downloaded' is not in the Hugging Face cache .*", missing
+    )
+    assert (
+        match and "HF_HUB_OFFLINE=1" in missing and "hf download tester/not-downloaded" in missing
+    )
+    line = int(match.group(1))
+    assert paths[3].read_text().splitlines()[line - 1].strip() == "- model: tester/not-downloaded"
+    assert re.fullmatch(where + r".* is neither a local folder nor a Hub model id: .*", nowhere)
+
+
+def test_online_student_models_are_looked_up_on_the_hub(tmp_path, tiny_model_dir, hf_api):
+    known = f"tester/known-{tmp_path.name[-6:]}"
+    hf_api.create_repo(known)
+    check_training(load_recipe(with_model(tmp_path, tiny_model_dir, known, "known")))
+    absent = load_recipe(with_model(tmp_path, tiny_model_dir, "tester/absent", "absent"))
+    with pytest.raises(
+        RecipeError,
+        match=r"absent.yaml:\d+: students\[0\]\.model: 'tester/absent' "
+        r"cannot be looked up on the Hub \(.*404.*\)",
+    ):
+        check_training(absent)
 
 
 def test_run_trains_evaluates_cards_and_publishes(tmp_path, tiny_model_dir, home):

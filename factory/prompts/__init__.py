@@ -7,16 +7,26 @@ Chain-of-Thought Reasoning". The wording lives in one Jinja template per format 
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
-from string import ascii_uppercase
 
 import jinja2
 import yaml
 
+from factory.questions import TASKS, letters, render_question, student_messages
+
+__all__ = [
+    "FORMATS",
+    "LEVELS",
+    "TASKS",
+    "answer_only_messages",
+    "describe",
+    "render_question",
+    "student_messages",
+    "teacher_messages",
+]
+
 FORMATS: tuple[str, ...] = ("cot", "subq", "rar", "sym")
 LEVELS: tuple[int, ...] = (1, 2, 3, 4, 5, 6)
-TASKS: tuple[str, ...] = ("math", "multiple_choice", "yes_no")
 
 _HERE = Path(__file__).parent
 _ENV = jinja2.Environment(
@@ -28,40 +38,12 @@ _ENV = jinja2.Environment(
     autoescape=False,
 )
 _SPEC: dict = yaml.safe_load((_HERE / "levels.yaml").read_text(encoding="utf-8"))
-# An option label already in the text: "(A) x", "A) x", "A. x" or "A: x".
-_LABEL = re.compile(r"\s*(?:\(?([A-Za-z])\)|([A-Za-z])[.:](?=\s))\s*")
 
 
 def _check(name: str, value: object, allowed: tuple) -> None:
     if value not in allowed or isinstance(value, bool):
         expected = ", ".join(map(str, allowed))
         raise ValueError(f"unknown {name} {value!r}; expected one of {expected}")
-
-
-def _letters(task: str, choices: list[str] | None) -> list[str]:
-    return list(ascii_uppercase[: len(choices or [])]) if task == "multiple_choice" else []
-
-
-def _strip_label(choice: str, letter: str) -> str:
-    """Drop an existing label from an option, but only when it is this option's own letter."""
-    match = _LABEL.match(choice)
-    if match and next(g for g in match.groups() if g).upper() == letter:
-        return choice[match.end() :].strip()
-    return choice.strip()
-
-
-def render_question(question: str, task: str, choices: list[str] | None = None) -> str:
-    """The problem as shown to teachers and students; options as '(A) text' lines for MC."""
-    _check("task", task, TASKS)
-    if task != "multiple_choice":
-        if choices:
-            raise ValueError(f"choices are only for task 'multiple_choice', not {task!r}")
-        return question.strip()
-    if not choices or len(choices) > 26:
-        raise ValueError(f"task 'multiple_choice' needs 1 to 26 choices, got {len(choices or [])}")
-    letters = _letters(task, choices)
-    options = [f"({x}) {_strip_label(str(c), x)}" for x, c in zip(letters, choices, strict=True)]
-    return "\n".join([question.strip(), *options])
 
 
 def _messages(template: str, **context: object) -> list[dict[str, str]]:
@@ -82,7 +64,7 @@ def teacher_messages(
         f"{format}.jinja",
         question=render_question(question, task, choices),
         task=task,
-        letters=_letters(task, choices),
+        letters=letters(task, choices),
         level=level,
         description=_SPEC["levels"][level]["description"],
         example_problem=_SPEC["example_problem"],
@@ -94,15 +76,8 @@ def answer_only_messages(
     question: str, *, task: str, choices: list[str] | None = None
 ) -> list[dict[str, str]]:
     """System + user messages asking for the answer line only, with no reasoning."""
-    problem, letters = render_question(question, task, choices), _letters(task, choices)
-    return _messages("answer_only.jinja", question=problem, task=task, letters=letters)
-
-
-def student_messages(
-    question: str, *, task: str, choices: list[str] | None = None
-) -> list[dict[str, str]]:
-    """The student's prompt: the bare problem as one user message (no system, no instruction)."""
-    return [{"role": "user", "content": render_question(question, task, choices)}]
+    problem, options = render_question(question, task, choices), letters(task, choices)
+    return _messages("answer_only.jinja", question=problem, task=task, letters=options)
 
 
 def describe(format: str, level: int) -> str:

@@ -1,17 +1,18 @@
 """The recipe: one YAML file describing a whole study, validated strictly before any work starts.
 
-`schema` declares every section and the configs a recipe builds, `loading` reads a file
-(interpolation, validation, the build's identity) and `where` locates keys for error messages.
+`schema` declares every section, `plans` the configs a recipe builds, `loading` reads a file
+(interpolation, validation, the build's identity) through `reading` (bounded YAML), `names` and
+`limits` hold the rules every name and count follows, and `where` locates keys for messages.
 This package imports nothing else from cot-factory.
 """
 
 from factory.recipe.loading import load_recipe, recipe_hash
+from factory.recipe.names import student_name, teacher_name
+from factory.recipe.plans import CONFIG_NAME, ConfigPlan, plan_configs
 from factory.recipe.schema import (
-    CONFIG_NAME,
     DROP_REASONS,
     AlpacaSource,
     Columns,
-    ConfigPlan,
     Cot,
     DatasetSpec,
     EvalSpec,
@@ -27,9 +28,6 @@ from factory.recipe.schema import (
     Student,
     TrainSpec,
     TransformersTeacher,
-    plan_configs,
-    student_name,
-    teacher_name,
 )
 
 __all__ = [

@@ -13,32 +13,30 @@ import re
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
+from factory.recipe.limits import MAX_STRING, MAX_TEXT
+from factory.recipe.names import name_problem
+from factory.recipe.reading import read_recipe_file
 from factory.recipe.schema import AlpacaSource, FilesSource, Recipe, RecipeError, ReplayTeacher
 from factory.recipe.where import dotted, key_lines, locate, validation_messages
 
 DISCRIMINATED = {"kind": "hub, files, alpaca, gym", "backend": "openai, transformers, replay"}
+HUB_TOKENS = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
+SECRET_SUFFIXES = ("_API_KEY", "_TOKEN", "_SECRET")
 ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
 def load_recipe(path: str | Path) -> Recipe:
     """Read, interpolate and validate a recipe file."""
     path = Path(path)
-    if not path.is_file():
-        raise RecipeError(f"{path}: no such recipe file")
-    text = path.read_text()
-    try:
-        lines = key_lines(text)
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise RecipeError(f"{where}: invalid YAML: {getattr(err, 'problem', err)}") from None
+    raw, node = read_recipe_file(path)
+    lines = key_lines(node)
     if not isinstance(raw, dict):
-        raise RecipeError(f"{path}: a recipe is a YAML mapping of sections")
-    data = _interpolate(raw, (), path, lines)
+        raise RecipeError(f"{path}:1: (top level): a recipe is a YAML mapping of sections")
+    data = Interpolation(path, lines, _secret_variables(raw, path, lines)).apply(raw)
+    if "name" not in data and (problem := name_problem(path.stem)):
+        raise RecipeError(f"{path}: name: {problem} (taken from the file name; set name)")
     data.setdefault("name", path.stem)
     try:
         recipe = Recipe.model_validate(data)
@@ -92,23 +90,71 @@ def _file_digest(file: Path, path: Path | None, lines: dict, keys: tuple) -> str
     return digest.hexdigest()
 
 
-def _interpolate(node: Any, keys: tuple, path: Path, lines: dict) -> Any:
-    if isinstance(node, dict):
-        return {k: _interpolate(v, (*keys, k), path, lines) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_interpolate(v, (*keys, i), path, lines) for i, v in enumerate(node)]
-    if not isinstance(node, str):
-        return node
+def _secret_variables(raw: dict, path: Path, lines: dict) -> dict[str, str]:
+    """The variables a recipe may not interpolate, each with why: the Hub tokens and every
+    teacher's `api_key_env` (resolved, as it may itself come from `${...}`)."""
+    secrets = {name: "a Hugging Face token" for name in HUB_TOKENS}
+    teachers = raw.get("teacher")
+    keyed = [(("teacher",), teachers)] if isinstance(teachers, dict) else []
+    if isinstance(teachers, list):
+        keyed = [(("teacher", i), teacher) for i, teacher in enumerate(teachers)]
+    for keys, teacher in keyed:
+        keys = (*keys, "api_key_env")
+        name = teacher.get("api_key_env", "OPENAI_API_KEY") if isinstance(teacher, dict) else None
+        if isinstance(name, str):
+            name = Interpolation(path, lines, secrets).apply(name, keys)
+            secrets[name] = f"the API key named by {dotted(keys)}"
+    return secrets
 
-    def substitute(match: re.Match) -> str:
+
+class Interpolation:
+    """`${VAR}` and `${VAR:-default}` in string values, from the environment; never a secret
+    (`secrets`, or a name ending in _API_KEY, _TOKEN or _SECRET), and within the text limits."""
+
+    def __init__(self, path: Path, lines: dict, secrets: dict[str, str]):
+        self.path, self.lines, self.secrets, self.text = path, lines, secrets, 0
+
+    def apply(self, node: Any, keys: tuple = ()) -> Any:
+        if isinstance(node, dict):
+            return {k: self.apply(v, (*keys, k)) for k, v in node.items()}
+        if isinstance(node, list):
+            return [self.apply(v, (*keys, i)) for i, v in enumerate(node)]
+        if not isinstance(node, str):
+            return node
+        value = self._substitute(node, keys)
+        self.text += len(value)
+        if self.text > MAX_TEXT:
+            self._fail(keys, f"the text grows past {MAX_TEXT:,} characters once ${{VAR}}s expand")
+        return value
+
+    def _substitute(self, text: str, keys: tuple) -> str:
+        size = len(text)
+
+        def value(match: re.Match) -> str:
+            nonlocal size
+            found = self._value(match, keys)
+            size += len(found) - len(match.group())
+            if size > MAX_STRING:
+                message = f"longer than {MAX_STRING:,} characters once ${{VAR}}s expand"
+                self._fail(keys, message)
+            return found
+
+        return ENV_VAR.sub(value, text)
+
+    def _value(self, match: re.Match, keys: tuple) -> str:
         name, default = match.group(1), match.group(2)
+        why = self.secrets.get(name)
+        suffix = next((s for s in SECRET_SUFFIXES if name.upper().endswith(s)), None)
+        if why is None and suffix:
+            why = f"its name ends in {suffix}"
+        if why:
+            self._fail(keys, f"${{{name}}} holds a secret ({why}); a recipe may not interpolate it")
         if name in os.environ:
             return os.environ[name]
         if default is not None:
             return default
-        where = locate(path, lines, keys)
-        raise RecipeError(
-            f"{where}: environment variable ${{{name}}} is not set and has no default"
-        )
+        self._fail(keys, f"environment variable ${{{name}}} is not set and has no default")
 
-    return ENV_VAR.sub(substitute, node)
+    def _fail(self, keys: tuple, message: str) -> None:
+        where = locate(self.path, self.lines, keys)
+        raise RecipeError(f"{where}: {dotted(keys) or '(top level)'}: {message}")

@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from factory.recipe import limits
+from factory.recipe.names import (
+    KeyedError,
+    gym_dataset_problem,
+    gym_option_problem,
+    name_problem,
+    repo_id_problem,
+    student_name,
+    teacher_name,
+    unique,
+)
+from factory.recipe.plans import CONFIG_NAME, plan_configs
+
 TaskType = Literal["math", "multiple_choice", "yes_no"]
 Format = Literal["cot", "subq", "rar", "sym"]
 DropReason = Literal["truncated", "unparseable", "wrong", "repetitive", "duplicate"]
 DROP_REASONS: tuple[str, ...] = ("truncated", "unparseable", "wrong", "repetitive", "duplicate")
-CONFIG_NAME = re.compile(r"^(?:(cot|subq|rar|sym)-L([1-6])|answer-only|reference)$")
-REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+Seed = Annotated[int, Field(ge=0, lt=limits.SEED_END)]
 
 
 class RecipeError(ValueError):
@@ -41,7 +51,12 @@ class Columns(Strict):
 class SourceBase(Strict):
     task: TaskType = "math"
     columns: Columns = Columns()
-    limit: int | None = Field(None, ge=1, description="keep the first N problems of each split")
+    limit: int | None = Field(
+        None, ge=1, le=limits.MAX_PROBLEMS, description="keep the first N problems of each split"
+    )
+    bad_rows: Literal["error", "skip"] = Field(
+        "error", description="a row that cannot be a problem: stop on it, or skip it and count it"
+    )
 
 
 class HubSource(SourceBase):
@@ -69,9 +84,18 @@ class GymSource(SourceBase):
     kind: Literal["gym"]
     dataset: str
     options: dict[str, Any] = {}
-    train: int = Field(ge=1)
-    test: int | None = Field(None, ge=1)
-    seed: int = 0
+    train: int = Field(ge=1, le=limits.MAX_GENERATED)
+    test: int | None = Field(None, ge=1, le=limits.MAX_GENERATED)
+    seed: Seed = 0
+
+    _registered = field_validator("dataset")(lambda name: _valid(name, gym_dataset_problem))
+
+    @model_validator(mode="after")
+    def _options_exist(self) -> GymSource:
+        for option in self.options:
+            if problem := gym_option_problem(self.dataset, option):
+                raise KeyedError(("options", option), problem)
+        return self
 
 
 Source = Annotated[HubSource | FilesSource | AlpacaSource | GymSource, Field(discriminator="kind")]
@@ -79,11 +103,26 @@ Source = Annotated[HubSource | FilesSource | AlpacaSource | GymSource, Field(dis
 # --- teachers ---------------------------------------------------------------------------------
 
 
-class Sampling(Strict):
+class Named(Strict):
+    """A teacher or student: its short name names folders, configs and repos."""
+
+    @model_validator(mode="after")
+    def _safe_name(self) -> Named:
+        if self.name is not None:
+            problem, key = name_problem(self.name), "name"
+        else:
+            problem, key = name_problem(teacher_name(self)), "model"
+            problem = problem and f"{problem} (the name taken from the model; set name)"
+        if problem:
+            raise KeyedError((key,), problem)
+        return self
+
+
+class Sampling(Named):
     temperature: float = Field(0.0, ge=0)
     top_p: float = Field(1.0, gt=0, le=1)
-    max_tokens: int = Field(512, ge=1)
-    seed: int | None = 0
+    max_tokens: int = Field(512, ge=1, le=limits.MAX_TOKENS)
+    seed: Seed | None = 0
 
 
 class OpenAITeacher(Sampling):
@@ -92,19 +131,19 @@ class OpenAITeacher(Sampling):
     model: str
     base_url: str = "https://api.openai.com/v1"
     api_key_env: str | None = "OPENAI_API_KEY"
-    concurrency: int = Field(8, ge=1)
-    max_retries: int = Field(6, ge=0)
-    timeout: float = Field(120.0, gt=0)
+    concurrency: int = Field(8, ge=1, le=limits.MAX_CONCURRENCY)
+    max_retries: int = Field(6, ge=0, le=limits.MAX_RETRIES)
+    timeout: float = Field(120.0, gt=0, le=limits.MAX_TIMEOUT)
 
 
 class TransformersTeacher(Sampling):
     backend: Literal["transformers"]
     name: str | None = None
     model: str
-    batch_size: int = Field(8, ge=1)
+    batch_size: int = Field(8, ge=1, le=limits.MAX_BATCH)
 
 
-class ReplayTeacher(Strict):
+class ReplayTeacher(Named):
     backend: Literal["replay"]
     name: str
     files: dict[str, str] = Field(description="config name -> alpaca JSON file of rationales")
@@ -130,8 +169,10 @@ class Cot(Strict):
     formats: list[Format] = ["cot"]
     answer_only: bool = True
     reference: bool = False
-    samples: int = Field(1, ge=1)
+    samples: int = Field(1, ge=1, le=limits.MAX_SAMPLES)
     drop: list[DropReason] = list(DROP_REASONS)
+
+    _unique = field_validator("levels", "formats", "drop")(unique)
 
 
 class DatasetSpec(Strict):
@@ -145,17 +186,21 @@ class DatasetSpec(Strict):
     test_size: float | int | None = Field(
         None, gt=0, description="carve a test split out of train when the source has none"
     )
-    seed: int = 0
+    seed: Seed = 0
 
-    @field_validator("repo_id")
+    _repo_id = field_validator("repo_id")(lambda repo_id: _valid(repo_id, repo_id_problem))
+
+    @field_validator("test_size")
     @classmethod
-    def _repo_id(cls, repo_id: str) -> str:
-        if not REPO_ID.match(repo_id):
-            raise ValueError(f"{repo_id!r} is not a repo id of the form namespace/name")
-        return repo_id
+    def _fraction_or_count(cls, size: float | int | None) -> float | int | None:
+        if isinstance(size, float) and size >= 1:
+            raise ValueError(f"a fraction of train must be below 1, got {size}")
+        if isinstance(size, int) and size > limits.MAX_PROBLEMS:
+            raise ValueError(f"at most {limits.MAX_PROBLEMS:,} problems, got {size:,}")
+        return size
 
 
-class Student(Strict):
+class Student(Named):
     model: str = Field(description="a Hub id, a local path, or `smollm2-135m`")
     name: str | None = None
     repo_prefix: str | None = Field(
@@ -169,14 +214,21 @@ class TrainSpec(Strict):
     configs: list[str] | None = Field(None, description="dataset configs to train on; default all")
     lora: dict[str, Any] | None = Field({}, description="peft.LoraConfig options; null: full FT")
     sft: dict[str, Any] = Field({}, description="trl.SFTConfig options")
-    seeds: list[int] = Field([0], min_length=1, description="`run` uses the first; `sweep` all")
+    seeds: list[Seed] = Field(
+        [0],
+        min_length=1,
+        max_length=limits.MAX_SEEDS,
+        description="`run` uses the first; `sweep` all",
+    )
+
+    _unique = field_validator("configs", "seeds")(lambda values: values and unique(values))
 
 
 class EvalSpec(Strict):
     split: str = "test"
-    max_new_tokens: int = Field(256, ge=1)
-    batch_size: int = Field(16, ge=1)
-    limit: int | None = Field(None, ge=1)
+    max_new_tokens: int = Field(256, ge=1, le=limits.MAX_TOKENS)
+    batch_size: int = Field(16, ge=1, le=limits.MAX_BATCH)
+    limit: int | None = Field(None, ge=1, le=limits.MAX_PROBLEMS)
 
 
 class SpaceSpec(Strict):
@@ -186,22 +238,29 @@ class SpaceSpec(Strict):
     configs: list[str] | None = Field(None, description="which configs; default all trained")
     hardware: str = "cpu-basic"
 
+    _repo_id = field_validator("repo_id")(lambda repo_id: _valid(repo_id, repo_id_problem))
+    _unique = field_validator("configs")(lambda values: values and unique(values))
+
 
 class Recipe(Strict):
     name: str
     description: str = ""
     target: Literal["local", "hf"] = Field("local", description="where `publish` and `run` publish")
     source: Source
-    teacher: list[Teacher] = Field([], description="one teacher, or a list to compare")
+    teacher: list[Teacher] = Field(
+        [], max_length=limits.MAX_TEACHERS, description="one teacher, or a list to compare"
+    )
     cot: Cot = Cot()
     dataset: DatasetSpec
-    students: list[Student] = []
+    students: list[Student] = Field([], max_length=limits.MAX_STUDENTS)
     train: TrainSpec = TrainSpec()
     eval: EvalSpec = EvalSpec()
     space: SpaceSpec = SpaceSpec()
     # Set by load_recipe, not by the YAML.
     path: Path | None = Field(None, exclude=True)
     hash: str = Field("", exclude=True)
+
+    _name = field_validator("name")(lambda name: _valid(name, name_problem))
 
     @field_validator("teacher", mode="before")
     @classmethod
@@ -219,12 +278,29 @@ class Recipe(Strict):
 
     @model_validator(mode="after")
     def _names_unique(self) -> Recipe:
-        for kind, names in (
-            ("teacher", [teacher_name(t) for t in self.teacher]),
-            ("student", [student_name(s) for s in self.students]),
+        for kind, section, names in (
+            ("teacher", "teacher", [teacher_name(t) for t in self.teacher]),
+            ("student", "students", [student_name(s) for s in self.students]),
         ):
-            if len(set(names)) != len(names):
-                raise ValueError(f"{kind} names must be unique, got {names}")
+            for i, name in enumerate(names):
+                if name in names[:i]:
+                    message = f"{kind} names must be unique, got {names}"
+                    raise KeyedError((section, i), message)
+        return self
+
+    @model_validator(mode="after")
+    def _repo_ids(self) -> Recipe:
+        """Every repo `publish` creates is a valid repo id (so none names a folder outside)."""
+        configs = [plan.name for plan in plan_configs(self)]
+        for i, student in enumerate(self.students):
+            for config in configs:
+                if problem := repo_id_problem(self.adapter_repo(student, config)):
+                    key = "repo_prefix" if student.repo_prefix else "name"
+                    raise KeyedError(("students", i, key), f"its adapter repo {problem}")
+        if not self.space.repo_id:
+            namespace = self.dataset.repo_id.split("/")[0]
+            if problem := repo_id_problem(f"{namespace}/{self.name}-demo"):
+                raise KeyedError(("name",), f"the Space repo {problem}; set space.repo_id")
         return self
 
     def adapter_repo(self, student: Student, config: str) -> str:
@@ -238,59 +314,7 @@ class Recipe(Strict):
         return f"recipe-{self.hash}"
 
 
-def teacher_name(teacher: OpenAITeacher | TransformersTeacher | ReplayTeacher) -> str:
-    """The teacher's short name: explicit, else the last path part of its model."""
-    return teacher.name or _short_name(teacher.model)
-
-
-def student_name(student: Student) -> str:
-    """The student's short name: explicit, else the last path part of its model."""
-    return student.name or _short_name(student.model)
-
-
-def _short_name(model: str) -> str:
-    return re.sub(r"[^\w.-]+", "-", model.rstrip("/").rsplit("/", 1)[-1]).lower()
-
-
-# --- configs ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ConfigPlan:
-    """One dataset config the recipe builds: who writes its rationales, in which shape."""
-
-    name: str
-    teacher: str  # a teacher's name, or `gold` (answer-only) or `reference` (the source's own)
-    format: str | None = None
-    level: int | None = None
-
-    @property
-    def shape(self) -> str:
-        return f"{self.format}-L{self.level}"
-
-
-def plan_configs(recipe: Recipe) -> list[ConfigPlan]:
-    """Every dataset config the recipe asks for, in card order: `{format}-L{level}` for each level
-    x format of a generating teacher (or each file of a replay teacher), prefixed by the
-    teacher's name when there are several, then `answer-only` and `reference`."""
-    several = len(recipe.teacher) > 1
-    plans = []
-    for spec in recipe.teacher:
-        name = teacher_name(spec)
-        if isinstance(spec, ReplayTeacher):
-            shapes = [_parse_config(config) for config in spec.files]
-        else:
-            shapes = [(f, lvl) for f in recipe.cot.formats for lvl in recipe.cot.levels]
-        for fmt, level in shapes:
-            config = f"{name}-{fmt}-L{level}" if several else f"{fmt}-L{level}"
-            plans.append(ConfigPlan(config, name, fmt, level))
-    if recipe.cot.answer_only:
-        plans.append(ConfigPlan("answer-only", "gold"))
-    if recipe.cot.reference:
-        plans.append(ConfigPlan("reference", "reference"))
-    return plans
-
-
-def _parse_config(config: str) -> tuple[str, int]:
-    match = CONFIG_NAME.match(config)
-    return match.group(1), int(match.group(2))
+def _valid(value: str | None, problem_of) -> str | None:
+    if value is not None and (problem := problem_of(value)):
+        raise ValueError(problem)
+    return value

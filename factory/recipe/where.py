@@ -2,19 +2,31 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import ValidationError
 
+from factory.recipe.names import KeyedError
 
-def key_lines(text: str) -> dict[tuple, int]:
-    """Map every key path in a YAML document to its 1-based line."""
-    return _node_lines(yaml.compose(text)) if text.strip() else {}
+PLAIN_KEY = re.compile(r"[\w.-]+")
+
+
+def key_lines(document: str | yaml.Node | None) -> dict[tuple, int]:
+    """Map every key path in a YAML document (its text, or its node tree as read by
+    `reading.parse`, whose limits bound this walk) to its 1-based line."""
+    if isinstance(document, str):
+        from factory.recipe.reading import parse
+
+        document = parse(document, "recipe")[1]
+    return _node_lines(document) if document is not None else {}
 
 
 def _node_lines(node: yaml.Node, keys: tuple = ()) -> dict[tuple, int]:
+    """Constructing the data moved merged keys (`<<: *base`) first in their mapping, where the
+    keys written after them override their lines."""
     lines = {keys: node.start_mark.line + 1}
     if isinstance(node, yaml.MappingNode):
         for key, value in node.value:
@@ -23,6 +35,8 @@ def _node_lines(node: yaml.Node, keys: tuple = ()) -> dict[tuple, int]:
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
             lines.update(_node_lines(item, (*keys, i)))
+            if i in vars(node).get("alias_lines", {}):  # set by reading.BoundedLoader
+                lines[(*keys, i)] = node.alias_lines[i]
     return lines
 
 
@@ -38,7 +52,10 @@ def dotted(keys: tuple) -> str:
     """`('cot', 'levels', 0)` -> `cot.levels[0]`."""
     out = ""
     for key in keys:
-        out += f"[{key}]" if isinstance(key, int) else (f".{key}" if out else str(key))
+        if isinstance(key, int) or not PLAIN_KEY.fullmatch(str(key)):
+            out += f"[{key!r}]"  # an index, or a key with spaces, quotes, newlines...
+        else:
+            out += f".{key}" if out else str(key)
     return out
 
 
@@ -49,7 +66,9 @@ def validation_messages(
     each discriminator key for a clearer message than pydantic's."""
     messages = []
     for error in err.errors():
-        keys = _data_keys(error["loc"], data)
+        keyed = error.get("ctx", {}).get("error")
+        below = keyed.keys if isinstance(keyed, KeyedError) else ()
+        keys = _data_keys((*error["loc"], *below), data)
         message = error["msg"]
         if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
             tag = error["ctx"]["discriminator"].strip("'")

@@ -1,10 +1,11 @@
-"""The Hugging Face Hub target: the only module that talks to `HfApi`.
+"""The `hf` target: the Hugging Face Hub through `HfApi`, the only module that talks to it.
 
-Publishing is `create_repo(exist_ok=True)`, one `upload_folder` commit (files the folder no
-longer has are deleted), and a tag naming the recipe hash on that commit. A folder identical to
-the repo's head makes no commit. Every call is retried on 429 (honouring `Retry-After`), 5xx and
-dropped connections; anything else becomes a `HubError` that says which repo and what to do. The
-token comes from `HF_TOKEN` or `hf auth login` and is never written or logged.
+Publishing is `create_repo(exist_ok=True)`, one `upload_folder` commit onto `main` that also
+deletes the files the folder no longer has (huggingface_hub itself skips the commit when nothing
+changed and answers the current head), and the tag on that commit when the repo has no such tag.
+Every call is retried on 429 (honouring `Retry-After`), 5xx and dropped connections; anything
+else becomes a `HubError` that says which repo and what to do. The token comes from `HF_TOKEN` or
+`hf auth login` and is never written or logged.
 """
 
 from __future__ import annotations
@@ -14,33 +15,14 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from factory.hub import HubError, Published, check_repo_type, folder_files
+
 log = logging.getLogger(__name__)
 
-REPO_TYPES = {"dataset": "datasets", "model": "models", "space": "spaces"}
 RETRIES, BACKOFF, MAX_WAIT = 5, 1.0, 60.0
-
-
-class HubError(RuntimeError):
-    """A repo or revision that does not exist, or a publish that did not happen."""
-
-
-@dataclass(frozen=True)
-class Published:
-    repo_id: str
-    repo_type: str
-    commit: str
-    path: Path | None  # a local folder holding the files (registry snapshot or download)
-    created: bool  # False when the folder was already the latest commit
-    url: str | None = None
-
-
-def git_blob_sha(data: bytes) -> str:
-    """The id git (and the Hub) gives a file's content."""
-    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
 class HfHub:
@@ -61,66 +43,34 @@ class HfHub:
         message: str,
         private: bool = False,
     ) -> Published:
-        """Make `folder` the head of the repo (unless it already is) and tag that commit."""
+        """Commit `folder` onto `main` (unless `main` or `tag` already holds it); create `tag`."""
+        check_repo_type(repo_type)
         self._require_token(repo_id)
         try:
-            head, created = self._commit(folder, repo_id, repo_type, message, private)
+            self._create_repo(repo_id, repo_type, private)
+            tagged = self._tags(repo_id, repo_type).get(tag) if tag else None
+            if tagged and self._same_files(folder, repo_id, repo_type, tagged):
+                return self._published(repo_id, repo_type, tagged, None, False)
+            commit, created = self._commit(folder, repo_id, repo_type, message)
         except HubError as err:
             raise HubError(f"{err} Nothing was published to {repo_id}.") from err.__cause__
-        if tag:
-            try:
-                self._tag(repo_id, repo_type, tag, head)
-            except HubError as err:
-                raise HubError(
-                    f"{err} Commit {head} is on {repo_id} but not tagged {tag}: "
-                    "publish again to tag it."
-                ) from err.__cause__
-        url = f"{self.api.endpoint}/{_prefix(repo_type)}{repo_id}"
-        return Published(repo_id, repo_type, head, None, created, url)
-
-    def _commit(
-        self, folder: Path, repo_id: str, repo_type: str, message: str, private: bool
-    ) -> tuple[str, bool]:
-        """The repo's head after making it hold `folder`, and whether that took a new commit."""
-        sdk = {"space_sdk": "gradio"} if repo_type == "space" else {}
-        self._call(
-            repo_id,
-            self.api.create_repo,
-            repo_id,
-            repo_type=repo_type,
-            private=private,
-            exist_ok=True,
-            **sdk,
-        )
-        head = self._call(repo_id, self.api.repo_info, repo_id, repo_type=repo_type).sha
-        if self._same_files(folder, repo_id, repo_type):
-            return head, False
-        try:
-            info = self._call(
-                repo_id,
-                self.api.upload_folder,
-                repo_id=repo_id,
-                folder_path=str(folder),
-                repo_type=repo_type,
-                commit_message=message,
-                delete_patterns="*",
-                parent_commit=head,
-            )
-            return info.oid, True
-        except HubError:
-            # A commit can land while its answer is lost; the retry then finds the head moved.
-            if not self._same_files(folder, repo_id, repo_type):
-                raise
-            log.warning("the commit to %s landed although its answer was lost", repo_id)
-            return self._call(repo_id, self.api.repo_info, repo_id, repo_type=repo_type).sha, True
+        if tag and not tagged:
+            self._create_tag(repo_id, repo_type, tag, commit)
+        elif tag and tagged != commit:
+            log.warning("tag %s on %s stays on %s (tags never move)", tag, repo_id, tagged[:8])
+        return self._published(repo_id, repo_type, commit, None, created)
 
     def pull(
-        self, repo_id: str, revision: str | None, repo_type: str | None, to: Path | None = None
+        self,
+        repo_id: str,
+        revision: str | None = None,
+        repo_type: str | None = None,
+        to: Path | None = None,
     ) -> Published:
         """Download a revision (default `main`); the type is found when not given."""
         from huggingface_hub import snapshot_download
 
-        repo_type = repo_type or self._find_type(repo_id)
+        repo_type = check_repo_type(repo_type or self._find_type(repo_id))
         info = self._call(
             repo_id, self.api.repo_info, repo_id, repo_type=repo_type, revision=revision
         )
@@ -134,13 +84,68 @@ class HfHub:
             endpoint=self.api.endpoint,
             token=self.api.token,
         )
-        return Published(
+        return self._published(repo_id, repo_type, info.sha, Path(path), False)
+
+    def _create_repo(self, repo_id: str, repo_type: str, private: bool) -> None:
+        sdk = {"space_sdk": "gradio"} if repo_type == "space" else {}
+        self._call(
             repo_id,
-            repo_type,
-            info.sha,
-            Path(path),
-            False,
-            f"{self.api.endpoint}/{_prefix(repo_type)}{repo_id}",
+            self.api.create_repo,
+            repo_id,
+            repo_type=repo_type,
+            private=private,
+            exist_ok=True,
+            **sdk,
+        )
+
+    def _commit(self, folder: Path, repo_id: str, repo_type: str, message: str) -> tuple[str, bool]:
+        """`main`'s head once it holds `folder`, and whether that took a new commit. A retry
+        after a commit whose answer was lost finds nothing to change and answers that commit."""
+        head = self._call(repo_id, self.api.repo_info, repo_id, repo_type=repo_type).sha
+        info = self._call(
+            repo_id,
+            self.api.upload_folder,
+            repo_id=repo_id,
+            folder_path=str(folder),
+            repo_type=repo_type,
+            commit_message=message,
+            delete_patterns="*",
+            parent_commit=head,
+        )
+        return info.oid, info.oid != head
+
+    def _tags(self, repo_id: str, repo_type: str) -> dict[str, str]:
+        refs = self._call(repo_id, self.api.list_repo_refs, repo_id, repo_type=repo_type)
+        return {t.name: t.target_commit for t in refs.tags}
+
+    def _create_tag(self, repo_id: str, repo_type: str, tag: str, commit: str) -> None:
+        try:
+            self._call(
+                repo_id, self.api.create_tag, repo_id, tag=tag, revision=commit, repo_type=repo_type
+            )
+        except HubError as err:
+            raise HubError(
+                f"{err} Commit {commit} is on {repo_id} but not tagged {tag}: "
+                "publish again to tag it."
+            ) from err.__cause__
+
+    def _same_files(self, folder: Path, repo_id: str, repo_type: str, revision: str) -> bool:
+        """Whether `revision` holds exactly the files of `folder`."""
+        remote = {
+            f.path: f
+            for f in self._call(
+                repo_id,
+                lambda: list(
+                    self.api.list_repo_tree(
+                        repo_id, repo_type=repo_type, revision=revision, recursive=True
+                    )
+                ),
+            )
+            if hasattr(f, "blob_id") and f.path != ".gitattributes"
+        }
+        local = folder_files(folder)
+        return set(remote) == set(local) and all(
+            _same_content(local[path], remote[path]) for path in local
         )
 
     def _find_type(self, repo_id: str) -> str:
@@ -155,31 +160,9 @@ class HfHub:
                     raise
         raise HubError(f"no repo {repo_id!r} on {self.api.endpoint} (or the token cannot see it)")
 
-    def _same_files(self, folder: Path, repo_id: str, repo_type: str) -> bool:
-        remote = {
-            f.path: f
-            for f in self._call(
-                repo_id,
-                lambda: list(self.api.list_repo_tree(repo_id, repo_type=repo_type, recursive=True)),
-            )
-            if hasattr(f, "blob_id") and f.path != ".gitattributes"
-        }
-        local = {p.relative_to(folder).as_posix(): p for p in folder.rglob("*") if p.is_file()}
-        if set(remote) != set(local):
-            return False
-        return all(_same_content(local[path], remote[path]) for path in local)
-
-    def _tag(self, repo_id: str, repo_type: str, tag: str, commit: str) -> None:
-        refs = self._call(repo_id, self.api.list_repo_refs, repo_id, repo_type=repo_type)
-        current = next((t.target_commit for t in refs.tags if t.name == tag), None)
-        if current == commit:
-            return
-        if current:
-            log.warning("tag %s on %s moves from %s to %s", tag, repo_id, current[:8], commit[:8])
-            self._call(repo_id, self.api.delete_tag, repo_id, tag=tag, repo_type=repo_type)
-        self._call(
-            repo_id, self.api.create_tag, repo_id, tag=tag, revision=commit, repo_type=repo_type
-        )
+    def _published(self, repo_id, repo_type, commit, path, created) -> Published:
+        url = f"{self.api.endpoint}/{_prefix(repo_type)}{repo_id}"
+        return Published(repo_id, repo_type, commit, path, created, url)
 
     def _require_token(self, repo_id: str) -> None:
         from huggingface_hub import get_token
@@ -207,10 +190,12 @@ class HfHub:
 
 
 def _same_content(local: Path, remote) -> bool:
+    from huggingface_hub.utils.sha import git_hash
+
     data = local.read_bytes()
     if remote.lfs:
         return hashlib.sha256(data).hexdigest() == remote.lfs.sha256
-    return git_blob_sha(data) == remote.blob_id
+    return git_hash(data) == remote.blob_id
 
 
 def _status(err: Exception) -> int | None:

@@ -1,0 +1,1 @@
+"""Jinja templates of the dataset, model and Space cards (installed as `factory.card_templates`)."""

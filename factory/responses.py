@@ -1,0 +1,81 @@
+"""What a teacher endpoint answered: a chat completion, or something that only looks like one.
+
+A 200 answer is checked before anything keeps it: an HTML page (a proxy's), an event stream, a
+body that is not JSON, no choices, null or empty content, more text than `max_tokens` allows, or
+`usage` that says so, is a `BadResponse`: retried by the teacher, never cached.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+from factory.secrets import redact
+
+MAX_CHARS_PER_TOKEN = 16  # tokenizer-free bound: a longer answer cannot fit in max_tokens
+COUNTABLE = {"page", "stream", "completion", "timeout"}  # failure kinds that take a plural
+
+
+class BadResponse(Exception):
+    """A 200 answer that is not an answer to the request: retried, never cached."""
+
+    def __init__(self, kind: str, detail: str):
+        super().__init__(redact(f"{kind}: {detail}"))
+        self.kind = kind
+
+
+def parse_completion(content_type: str, body: str) -> dict:
+    """The response of a chat completion body; `BadResponse` for a body that is not one."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        raise BadResponse(_body_kind(content_type, body), _excerpt(content_type, body)) from None
+    choices = data.get("choices") if isinstance(data, dict) else None
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        raise BadResponse("no choices", _excerpt(content_type, body))
+    message, usage = choices[0].get("message"), data.get("usage")
+    message, usage = (x if isinstance(x, dict) else {} for x in (message, usage))
+    return {
+        "text": message.get("content"),
+        "finish_reason": choices[0].get("finish_reason") or "stop",
+        "usage": {k: usage[k] for k in ("prompt_tokens", "completion_tokens") if k in usage},
+    }
+
+
+def check_response(response: dict, max_tokens: int) -> dict:
+    """`response`, redacted, if it answers a request for `max_tokens`; else `BadResponse`."""
+    text, usage = response["text"], response["usage"]
+    if not isinstance(text, str):
+        raise BadResponse("null completion", f"the message content is {text!r:.40}")
+    if len(text) > MAX_CHARS_PER_TOKEN * max_tokens:
+        raise BadResponse("over max_tokens", f"{len(text)} characters for max_tokens {max_tokens}")
+    if not text.strip():
+        raise BadResponse("empty completion", f"{len(text)} whitespace characters")
+    for name, value in usage.items():
+        if value is not None and (type(value) is not int or value < 0):
+            raise BadResponse("invalid usage", f"usage.{name} is {value!r:.40}")
+    used = usage.get("completion_tokens")
+    if used is not None and used > max_tokens:
+        raise BadResponse("over max_tokens", f"usage.completion_tokens {used} > {max_tokens}")
+    return {**response, "text": redact(text)}
+
+
+def count_summary(counts: Counter[str]) -> str:
+    """`3 invalid JSON, 2 empty completions, 1 HTTP 503`: most frequent first."""
+    return ", ".join(
+        f"{n} {kind}{'s' if n > 1 and kind.split()[-1] in COUNTABLE else ''}"
+        for kind, n in counts.most_common()
+    )
+
+
+def _body_kind(content_type: str, body: str) -> str:
+    if "html" in content_type or body.lstrip().startswith("<"):
+        return "HTML page"
+    if "event-stream" in content_type or body.lstrip().startswith(("data:", "event:")):
+        return "SSE stream"
+    return "invalid JSON"
+
+
+def _excerpt(content_type: str, body: str) -> str:
+    text = " ".join(body.split())
+    return f"{content_type or 'no content type'}, {len(body)} characters: {text[:80]!r}"

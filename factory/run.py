@@ -1,0 +1,433 @@
+"""The pipeline, top to bottom: the one module that strings the stages together.
+
+    build_dataset    source -> generate -> verify -> build, into the run folder   (build)
+    publish_dataset  the dataset folder -> its repo, tagged with the recipe hash   (publish)
+    run_recipe       build and publish, distill every student on every config,
+                     then build and publish the Space                               (run)
+    distill          train + evaluate one student on one config, release, publish
+    sweep            train + evaluate every student x config x seed, report        (sweep)
+    publish_report   the report in a new dataset commit, and the Space             (report)
+    reproduce        a published student retrained from what its repo records      (reproduce)
+
+Only this module writes the run manifest (`factory.manifest`) and calls publishing
+(`factory.hub`). Stages never call each other; they meet here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from factory.files import read_jsonl, write_jsonl
+from factory.manifest import Manifest, Record, StudentEntry
+from factory.paths import ADAPTER_META, EVAL_METRICS, RECIPE_COPY, RunFolder, cache_path
+from factory.recipe import Recipe, RecipeError, student_name
+
+log = logging.getLogger(__name__)
+
+
+class RunError(RuntimeError):
+    """A step that cannot run yet (nothing built, nothing to train), with what to do."""
+
+
+@dataclass(frozen=True)
+class Built:
+    """A finished build: its recipe, run folder and manifest."""
+
+    recipe: Recipe
+    run: RunFolder
+    manifest: Manifest
+    seconds: float
+
+
+# --- the dataset ------------------------------------------------------------------------------
+
+
+def build_dataset(recipe: Recipe, home: Path) -> Built:
+    """source -> generate -> verify -> build, each stage's output kept in the run folder."""
+    from factory.build import build
+    from factory.cache import GenerationCache
+    from factory.generate import generate
+    from factory.sources import load_problems
+    from factory.verify import verify
+
+    start, run = time.perf_counter(), RunFolder.of(home, recipe.name, recipe.hash)
+    run.root.mkdir(parents=True, exist_ok=True)
+    if recipe.path:
+        shutil.copyfile(recipe.path, run.root / RECIPE_COPY)
+    problems = _located(load_problems, recipe)
+    for split, items in problems.items():
+        write_jsonl(run.problems(split), [p.to_dict() for p in items])
+    log.info("source: %s", ", ".join(f"{len(v)} {k}" for k, v in problems.items()))
+    cache = GenerationCache(cache_path(home))
+    try:
+        traces = generate(recipe, problems["train"], cache, home)
+    finally:
+        cache.close()
+    traces = verify(traces, recipe.source.task, recipe.cot.drop)
+    write_jsonl(run.traces, traces)
+    stats = build(recipe, problems, traces, run.dataset)
+    seconds = time.perf_counter() - start
+    source = {s: {"kept": len(v), "skipped": problems.skipped[s]} for s, v in problems.items()}
+    manifest = Manifest.rebuilt(run.manifest, recipe, stats, seconds, source)
+    return Built(recipe, run, manifest, seconds)
+
+
+def _located(load_problems, recipe: Recipe):
+    """The source's problems; a source error names the recipe line and key that point at it."""
+    from factory.recipe.where import dotted, key_lines, locate
+    from factory.sources import SourceError
+
+    try:
+        return load_problems(recipe.source, recipe.dataset)
+    except SourceError as err:
+        if err.key is None or recipe.path is None:
+            raise
+        where = locate(recipe.path, key_lines(recipe.path.read_text()), err.key)
+        raise SourceError(f"{where}: {dotted(err.key)}: {err}", err.key) from None
+
+
+def built(recipe: Recipe, home: Path) -> Built:
+    """The finished build of this recipe, or a RunError saying how to make it."""
+    run = RunFolder.of(home, recipe.name, recipe.hash)
+    manifest = Manifest.load(run.manifest) if (run.dataset / "README.md").is_file() else None
+    if manifest is None:
+        raise RunError(
+            f"no built dataset for recipe {recipe.name} ({recipe.tag}) in {run.root}: "
+            f"run `cot-factory build {recipe.path or recipe.name}` first"
+        )
+    return Built(recipe, run, manifest, manifest.build_seconds)
+
+
+def publish_dataset(recipe: Recipe, home: Path, target: str | None = None):
+    """Publish the built dataset folder as its repo's commit tagged `recipe-{hash}`."""
+    done, target = built(recipe, home), target or recipe.target
+    repo, what = (recipe.dataset.repo_id, "dataset"), f"dataset of recipe {recipe.name}"
+    record = _publish(recipe, home, target, done.run.dataset, repo, recipe.tag, what)
+    _update(done.run, dataset=record)
+    return record
+
+
+def _publish(recipe: Recipe, home: Path, target: str, folder: Path, repo: tuple, tag, what: str):
+    """Publish `folder` as `repo` (repo_id, repo_type) to the target; returns its record."""
+    from factory.hub import make_target
+
+    message, private = f"cot-factory: {what} ({recipe.tag})", recipe.dataset.private
+    published = make_target(target, home).publish(
+        folder, *repo, tag=tag, message=message, private=private
+    )
+    return Record.of(published, target, tag)
+
+
+def _update(run: RunFolder, **fields) -> Manifest:
+    manifest = Manifest.load(run.manifest).model_copy(update=fields)
+    manifest.save(run.manifest)
+    return manifest
+
+
+# --- students ---------------------------------------------------------------------------------
+
+
+def run_recipe(
+    recipe: Recipe,
+    home: Path,
+    *,
+    students: list[str] | None = None,
+    configs: list[str] | None = None,
+    target: str | None = None,
+) -> tuple[Built, list[StudentEntry]]:
+    """The whole pipeline: build and publish the dataset, distill, card and publish every chosen
+    student on every chosen config, then build and publish the Space."""
+    from factory.train import check_training
+
+    check_training(recipe)
+    target = target or recipe.target
+    chosen = _students(recipe, students)
+    done = build_dataset(recipe, home)
+    publish_dataset(recipe, home, target)
+    results = [
+        distill(recipe, student, config, home, target)
+        for student in chosen
+        for config in _configs(recipe, done.manifest, configs)
+    ]
+    if results:
+        publish_space(recipe, home, target)
+    return built(recipe, home), results
+
+
+def _students(recipe: Recipe, names: list[str] | None) -> list:
+    chosen = [s for s in recipe.students if not names or student_name(s) in names]
+    if not chosen:
+        known = ", ".join(student_name(s) for s in recipe.students) or "none"
+        raise RecipeError(f"{recipe.path}: no student to train (students: {known})")
+    return chosen
+
+
+def _configs(recipe: Recipe, manifest: Manifest, names: list[str] | None) -> list[str]:
+    """The configs to train on: those named (or the recipe's), less those without rows."""
+    wanted = names or recipe.train.configs or manifest.trainable()
+    for config in set(wanted) - set(manifest.trainable()):
+        log.warning("config %s has no training rows: no student is trained on it", config)
+    return [config for config in wanted if config in manifest.trainable()]
+
+
+def distill(recipe: Recipe, student, config: str, home: Path, target: str) -> StudentEntry:
+    """Train one student on one config, evaluate it against its base, release and publish it."""
+    from factory.release import release_adapter
+
+    done, seed, name = built(recipe, home), recipe.train.seeds[0], student_name(student)
+    dataset = done.manifest.dataset
+    if dataset is None:
+        raise RunError(f"publish the dataset of {recipe.path} before its students")
+    base, trained, distilled = train_and_evaluate(recipe, student, config, seed, done, home)
+    repo_id = recipe.adapter_repo(student, config)
+    release = release_adapter(
+        recipe,
+        student,
+        config,
+        done.run.release("model", repo_id),
+        trained=trained,
+        evaluation=done.run.evaluation(name, config, seed),
+        base=base,
+        distilled=distilled,
+        stats=done.manifest.configs[config],
+        seed=seed,
+        repo_id=repo_id,
+        dataset_revision=dataset.commit,
+        example_question=test_problems(done)[0].question,
+        target=target,
+        home=home,
+    )
+    what = f"{name} distilled on {config}"
+    record = _publish(recipe, home, target, release, (repo_id, "model"), recipe.tag, what)
+    entry = StudentEntry(
+        student=name,
+        config=config,
+        seed=seed,
+        release=str(release),
+        published=record,
+        base_accuracy=base["accuracy"],
+        accuracy=distilled["accuracy"],
+        ci95=distilled["ci95"],
+        n=distilled["total"],
+    )
+    Manifest.load(done.run.manifest).with_student(entry).save(done.run.manifest)
+    return entry
+
+
+def train_and_evaluate(recipe: Recipe, student, config: str, seed: int, done: Built, home: Path):
+    """(base metrics, TrainResult, distilled metrics); finished work is reused."""
+    from factory.train import train_student
+
+    name, test = student_name(student), test_problems(done)
+    base_out, out = done.run.base_eval(name), done.run.evaluation(name, config, seed)
+    base = evaluated(recipe, student.model, None, test, base_out, home, f"{name} base")
+    trained = train_student(
+        recipe, student, config, done.run.dataset, done.run.training(name, config, seed), home, seed
+    )
+    label = f"{name} {config} seed {seed}"
+    distilled = evaluated(recipe, student.model, trained.adapter_dir, test, out, home, label)
+    return base, trained, distilled
+
+
+def evaluated(recipe: Recipe, model: str, adapter, problems, out: Path, home: Path, label: str):
+    """The metrics in `out`, after evaluating the model (with its adapter) there if needed."""
+    from factory.evaluate import evaluate, load_student
+
+    if (out / EVAL_METRICS).is_file():
+        return json.loads((out / EVAL_METRICS).read_text())
+    loaded, tokenizer = load_student(model, adapter, home)
+    return evaluate(loaded, tokenizer, problems, recipe.source.task, recipe.eval, out, label=label)
+
+
+def test_problems(done: Built) -> list:
+    """The held-out problems students are evaluated on."""
+    from factory.sources import Problem
+
+    path = done.run.problems("test")
+    if not path.is_file():
+        raise RunError(
+            f"{done.recipe.path}: no test split to evaluate on: give the source a `test` split "
+            "or set `dataset.test_size`"
+        )
+    return [Problem(**row) for row in read_jsonl(path)]
+
+
+def train_students(recipe: Recipe, home: Path, *, students=None, configs=None) -> list:
+    """Train (no evaluation, no publishing) the chosen students on the built dataset; returns
+    (student name, config, TrainResult) for each."""
+    from factory.train import check_training, train_student
+
+    check_training(recipe)
+    done, seed, trained = built(recipe, home), recipe.train.seeds[0], []
+    for student in _students(recipe, students):
+        name = student_name(student)
+        for config in _configs(recipe, done.manifest, configs):
+            out = done.run.training(name, config, seed)
+            result = train_student(recipe, student, config, done.run.dataset, out, home, seed)
+            trained.append((name, config, result))
+    return trained
+
+
+def evaluate_model(recipe: Recipe, home: Path, model: str | None, adapter, *, out=None, **pull):
+    """Evaluate any model, or any adapter (a folder or a published repo id, pulled with `pull`:
+    revision, target), on the recipe's test problems; the base defaults to the adapter's."""
+    from factory.hub import make_target
+    from factory.models import adapter_base
+
+    if adapter and not Path(adapter).is_dir():
+        target = make_target(pull.get("target") or "local", home)
+        adapter = target.pull(adapter, pull.get("revision"), "model").path
+    model = model or (adapter_base(Path(adapter)) if adapter else None)
+    if model is None:
+        raise RunError("give --model, --adapter, or both")
+    from factory.evaluate import evaluate, load_student
+    from factory.sources import load_problems
+
+    label = Path(str(adapter or model)).name
+    out = Path(out or RunFolder.of(home, recipe.name, recipe.hash).root / "evals" / label)
+    problems = load_problems(recipe.source, recipe.dataset).get("test")
+    if not problems:
+        raise RunError(f"{recipe.path}: no test split to evaluate on")
+    loaded, tokenizer = load_student(model, adapter, home)
+    spec, task = recipe.eval, recipe.source.task
+    return evaluate(loaded, tokenizer, problems, task, spec, out, label=label), out
+
+
+# --- sweeps, reports, the Space ---------------------------------------------------------------
+
+
+def sweep(recipe: Recipe, home: Path, *, students=None, configs=None, seeds=None) -> Path:
+    """Train and evaluate every chosen student x config x seed still owed (a killed run resumes
+    from its checkpoint), then write the report; returns the report folder."""
+    from factory.report import write_report
+    from factory.train import check_training
+
+    check_training(recipe)
+    done = build_dataset(recipe, home)
+    runs = [
+        (student, config, seed)
+        for student in _students(recipe, students)
+        for config in _configs(recipe, done.manifest, configs)
+        for seed in seeds or recipe.train.seeds
+    ]
+    owed = [run for run in runs if not _finished(done, *run)]
+    log.info("sweep: %d runs, %d done, %d to go", len(runs), len(runs) - len(owed), len(owed))
+    with tqdm(total=len(runs), initial=len(runs) - len(owed), desc="sweep", unit="run") as bar:
+        for student, config, seed in owed:
+            bar.set_postfix_str(f"{student_name(student)} {config} seed {seed}")
+            train_and_evaluate(recipe, student, config, seed, done, home)
+            bar.update()
+    return write_report(recipe, done.run)
+
+
+def _finished(done: Built, student, config: str, seed: int) -> bool:
+    from factory.paths import TRAINING_METRICS
+
+    name = student_name(student)
+    trained = (done.run.training(name, config, seed) / TRAINING_METRICS).is_file()
+    return trained and (done.run.evaluation(name, config, seed) / EVAL_METRICS).is_file()
+
+
+def publish_report(recipe: Recipe, home: Path, target: str | None = None) -> Path:
+    """Write the report, publish it as a new (untagged) commit of the dataset whose card gains
+    a Results section citing the tagged commit it describes, and rebuild the Space."""
+    from factory.release import release_results
+    from factory.report import write_report
+
+    done, target = built(recipe, home), target or recipe.target
+    if done.manifest.dataset is None or done.manifest.dataset.target != target:
+        publish_dataset(recipe, home, target)
+        done = built(recipe, home)
+    out = write_report(recipe, done.run)
+    repo_id = recipe.dataset.repo_id
+    folder = release_results(
+        done.run.dataset, out, done.run.release("dataset", repo_id), done.manifest.dataset.commit
+    )
+    what = f"results of recipe {recipe.name}"
+    _update(
+        done.run, results=_publish(recipe, home, target, folder, (repo_id, "dataset"), None, what)
+    )
+    if done.manifest.students:
+        publish_space(recipe, home, target)
+    return out
+
+
+def space_folder(recipe: Recipe, home: Path, target: str) -> Path:
+    """Write the Space folder of the recipe's published students (paths or Hub ids by target)."""
+    from factory.space import build_space
+
+    done = built(recipe, home)
+    return build_space(recipe, done.manifest, done.run, home, target)
+
+
+def publish_space(recipe: Recipe, home: Path, target: str | None = None):
+    """Build the Space folder and publish it as the recipe's Space repo."""
+    from factory.space import space_repo
+
+    target = target or recipe.target
+    folder, repo = space_folder(recipe, home, target), (space_repo(recipe), "space")
+    record = _publish(recipe, home, target, folder, repo, recipe.tag, f"demo of {recipe.name}")
+    _update(built(recipe, home).run, space=record)
+    return record
+
+
+# --- reproducing ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Reproduction:
+    adapter: object  # hub.Published
+    dataset: object
+    meta: dict
+    published: dict  # the metrics in the repo's eval_results.json
+    reproduced: dict
+    out: Path
+
+    @property
+    def difference(self) -> float:
+        return self.reproduced["accuracy"] - self.published["accuracy"]
+
+
+def reproduce(repo_id: str, revision: str | None, target: str, home: Path) -> Reproduction:
+    """Retrain and re-evaluate the student published as `repo_id` from what its repo records:
+    the recipe, the dataset repo and exact revision, the config and the seed."""
+    from factory.hub import HubError, make_target
+    from factory.paths import reproductions_dir
+    from factory.recipe import load_recipe
+    from factory.shards import held_out_problems
+    from factory.train import train_student
+
+    source = make_target(target, home)
+    adapter = source.pull(repo_id, revision, "model")
+    meta, published = (
+        _published_json(adapter.path, n, repo_id) for n in (ADAPTER_META, EVAL_METRICS)
+    )
+    recipe = load_recipe(adapter.path / RECIPE_COPY, inputs=False)
+    student = next((s for s in recipe.students if student_name(s) == meta["student"]), None)
+    if student is None:
+        raise HubError(f"{repo_id}: its recipe has no student named {meta['student']!r}")
+    dataset = source.pull(meta["dataset_repo"], meta["dataset_revision"], "dataset")
+    out = reproductions_dir(home, repo_id, adapter.commit)
+    seed = meta.get("seed", recipe.train.seeds[0])
+    trained = train_student(recipe, student, meta["config"], dataset.path, out, home, seed)
+    problems = held_out_problems(dataset.path)
+    label = f"reproduce {meta['config']}"
+    reproduced = evaluated(
+        recipe, student.model, trained.adapter_dir, problems, out / "eval", home, label
+    )
+    return Reproduction(adapter, dataset, meta, published, reproduced, out)
+
+
+def _published_json(folder: Path, name: str, repo_id: str) -> dict:
+    from factory.hub import HubError
+
+    if not (folder / name).is_file():
+        raise HubError(f"{repo_id} has no {name}: it was not published by `cot-factory run`")
+    return json.loads((folder / name).read_text())
