@@ -37,8 +37,8 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 from fake_openai import FakeOpenAI  # noqa: E402
 
-from factory.pipeline import build_dataset  # noqa: E402
 from factory.recipe import load_recipe  # noqa: E402
+from factory.run import build_dataset  # noqa: E402
 
 LEVELS = [1, 2]
 PHASES = ("cold_concurrent", "cold_sequential", "warm")

@@ -121,10 +121,10 @@ def subset_dataset(recipe, rows: int, tmp: Path) -> Path:
     """Build the dataset, then a dataset folder holding only the first `rows` rows of CONFIG."""
     from datasets import load_dataset
 
-    from factory.pipeline import build_dataset
+    from factory.run import build_dataset
 
     built = build_dataset(recipe, tmp / "home-data")
-    train = load_dataset(str(built.dataset_dir), CONFIG, split="train")
+    train = load_dataset(str(built.run.dataset), CONFIG, split="train")
     if len(train) < rows:
         raise SystemExit(f"{CONFIG} has {len(train)} rows, fewer than --rows {rows}")
     folder = tmp / "subset"

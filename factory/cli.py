@@ -165,24 +165,34 @@ def cmd_train(args) -> None:
         print(f"{name} on {config}: loss {loss}, adapter {result.adapter_dir}")
 
 
-def cmd_eval(args) -> None:
-    from factory.run import evaluate_model
+def cmd_eval(args) -> int:
+    from factory.evaluate import evaluate_recipe
+    from factory.paths import RunFolder
 
-    recipe = _recipe(args)
+    if not (args.model or args.adapter):
+        print("error: give --model, --adapter, or both", file=sys.stderr)
+        return 2
+    recipe, home = _recipe(args), _home(args)
     if args.limit:
-        spec = recipe.eval.model_copy(update={"limit": args.limit})
-        recipe = recipe.model_copy(update={"eval": spec})
-    metrics, out = evaluate_model(
-        recipe,
-        _home(args),
-        args.model,
-        args.adapter,
-        out=args.out,
-        revision=args.revision,
-        target=args.target,
-    )
-    print(summaries.accuracy_line(Path(str(args.adapter or args.model)).name, metrics))
+        recipe = recipe.model_copy(
+            update={"eval": recipe.eval.model_copy(update={"limit": args.limit})}
+        )
+    adapter = _adapter_folder(args, home) if args.adapter else None
+    label = Path(str(args.adapter or args.model)).name
+    out = args.out or RunFolder.of(home, recipe.name, recipe.hash).root / "evals" / label
+    metrics = evaluate_recipe(recipe, args.model, adapter, Path(out), home)
+    print(summaries.accuracy_line(label, metrics))
     print(f"predictions: {out}")
+    return 0
+
+
+def _adapter_folder(args, home: Path) -> Path:
+    """`--adapter` as a folder: itself, or the published repo it names, pulled."""
+    if Path(args.adapter).is_dir():
+        return Path(args.adapter)
+    from factory.hub import make_target
+
+    return make_target(args.target, home).pull(args.adapter, args.revision, "model").path
 
 
 def cmd_sweep(args) -> None:

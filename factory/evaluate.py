@@ -40,6 +40,29 @@ def load_student(model: str, adapter: Path | str | None, home: Path):
     return merged.eval(), tokenizer
 
 
+def evaluated(model: str, adapter, problems, task: str, spec, out: Path, home: Path, label: str):
+    """The metrics in `out`, after evaluating `model` (with `adapter`) there if they are not."""
+    if (metrics := read_metrics(out)) is not None:
+        return metrics
+    loaded, tokenizer = load_student(model, adapter, home)
+    return evaluate(loaded, tokenizer, problems, task, spec, out, label=label)
+
+
+def evaluate_recipe(recipe, model: str | None, adapter: Path | None, out: Path, home: Path):
+    """Any model, or any adapter folder (the base defaults to the adapter's), on the recipe's
+    test problems as its source gives them; predictions and metrics go to `out`."""
+    from factory.models import adapter_base
+    from factory.sources import SourceError, load_problems
+
+    model = model or adapter_base(adapter)
+    problems = load_problems(recipe.source, recipe.dataset).get("test")
+    if not problems:
+        raise SourceError(f"{recipe.path}: no test split to evaluate on")
+    loaded, tokenizer = load_student(model, adapter, home)
+    label = Path(str(adapter or model)).name
+    return evaluate(loaded, tokenizer, problems, recipe.source.task, recipe.eval, out, label=label)
+
+
 def evaluate(
     model,
     tokenizer,

@@ -63,6 +63,20 @@ class StudentEntry(BaseModel):
     ci95: list[float]
     n: int
 
+    @classmethod
+    def of(cls, student, config, seed, release, published, base, distilled) -> StudentEntry:
+        return cls(
+            student=student,
+            config=config,
+            seed=seed,
+            release=str(release),
+            published=published,
+            base_accuracy=base["accuracy"],
+            accuracy=distilled["accuracy"],
+            ci95=distilled["ci95"],
+            n=distilled["total"],
+        )
+
 
 class Manifest(BaseModel):
     """Everything one build of one recipe produced."""

@@ -24,7 +24,8 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from factory.files import read_jsonl, write_jsonl
+from factory.evaluate import evaluated
+from factory.files import write_jsonl
 from factory.manifest import Manifest, Record, StudentEntry
 from factory.paths import ADAPTER_META, EVAL_METRICS, RECIPE_COPY, RunFolder, cache_path
 from factory.recipe import Recipe, RecipeError, student_name
@@ -81,7 +82,7 @@ def build_dataset(recipe: Recipe, home: Path) -> Built:
 
 def _located(load_problems, recipe: Recipe):
     """The source's problems; a source error names the recipe line and key that point at it."""
-    from factory.recipe.where import dotted, key_lines, locate
+    from factory.recipe.where import dotted
     from factory.sources import SourceError
 
     try:
@@ -89,8 +90,7 @@ def _located(load_problems, recipe: Recipe):
     except SourceError as err:
         if err.key is None or recipe.path is None:
             raise
-        where = locate(recipe.path, key_lines(recipe.path.read_text()), err.key)
-        raise SourceError(f"{where}: {dotted(err.key)}: {err}", err.key) from None
+        raise SourceError(f"{recipe.where(err.key)}: {dotted(err.key)}: {err}", err.key) from None
 
 
 def built(recipe: Recipe, home: Path) -> Built:
@@ -206,17 +206,7 @@ def distill(recipe: Recipe, student, config: str, home: Path, target: str) -> St
     )
     what = f"{name} distilled on {config}"
     record = _publish(recipe, home, target, release, (repo_id, "model"), recipe.tag, what)
-    entry = StudentEntry(
-        student=name,
-        config=config,
-        seed=seed,
-        release=str(release),
-        published=record,
-        base_accuracy=base["accuracy"],
-        accuracy=distilled["accuracy"],
-        ci95=distilled["ci95"],
-        n=distilled["total"],
-    )
+    entry = StudentEntry.of(name, config, seed, release, record, base, distilled)
     Manifest.load(done.run.manifest).with_student(entry).save(done.run.manifest)
     return entry
 
@@ -227,36 +217,26 @@ def train_and_evaluate(recipe: Recipe, student, config: str, seed: int, done: Bu
 
     name, test = student_name(student), test_problems(done)
     base_out, out = done.run.base_eval(name), done.run.evaluation(name, config, seed)
-    base = evaluated(recipe, student.model, None, test, base_out, home, f"{name} base")
+    task, spec = recipe.source.task, recipe.eval
+    base = evaluated(student.model, None, test, task, spec, base_out, home, f"{name} base")
     trained = train_student(
         recipe, student, config, done.run.dataset, done.run.training(name, config, seed), home, seed
     )
     label = f"{name} {config} seed {seed}"
-    distilled = evaluated(recipe, student.model, trained.adapter_dir, test, out, home, label)
+    distilled = evaluated(student.model, trained.adapter_dir, test, task, spec, out, home, label)
     return base, trained, distilled
-
-
-def evaluated(recipe: Recipe, model: str, adapter, problems, out: Path, home: Path, label: str):
-    """The metrics in `out`, after evaluating the model (with its adapter) there if needed."""
-    from factory.evaluate import evaluate, load_student
-
-    if (out / EVAL_METRICS).is_file():
-        return json.loads((out / EVAL_METRICS).read_text())
-    loaded, tokenizer = load_student(model, adapter, home)
-    return evaluate(loaded, tokenizer, problems, recipe.source.task, recipe.eval, out, label=label)
 
 
 def test_problems(done: Built) -> list:
     """The held-out problems students are evaluated on."""
-    from factory.sources import Problem
+    from factory.sources import read_problems
 
-    path = done.run.problems("test")
-    if not path.is_file():
+    if not done.run.problems("test").is_file():
         raise RunError(
             f"{done.recipe.path}: no test split to evaluate on: give the source a `test` split "
             "or set `dataset.test_size`"
         )
-    return [Problem(**row) for row in read_jsonl(path)]
+    return read_problems(done.run.problems("test"))
 
 
 def train_students(recipe: Recipe, home: Path, *, students=None, configs=None) -> list:
@@ -273,31 +253,6 @@ def train_students(recipe: Recipe, home: Path, *, students=None, configs=None) -
             result = train_student(recipe, student, config, done.run.dataset, out, home, seed)
             trained.append((name, config, result))
     return trained
-
-
-def evaluate_model(recipe: Recipe, home: Path, model: str | None, adapter, *, out=None, **pull):
-    """Evaluate any model, or any adapter (a folder or a published repo id, pulled with `pull`:
-    revision, target), on the recipe's test problems; the base defaults to the adapter's."""
-    from factory.hub import make_target
-    from factory.models import adapter_base
-
-    if adapter and not Path(adapter).is_dir():
-        target = make_target(pull.get("target") or "local", home)
-        adapter = target.pull(adapter, pull.get("revision"), "model").path
-    model = model or (adapter_base(Path(adapter)) if adapter else None)
-    if model is None:
-        raise RunError("give --model, --adapter, or both")
-    from factory.evaluate import evaluate, load_student
-    from factory.sources import load_problems
-
-    label = Path(str(adapter or model)).name
-    out = Path(out or RunFolder.of(home, recipe.name, recipe.hash).root / "evals" / label)
-    problems = load_problems(recipe.source, recipe.dataset).get("test")
-    if not problems:
-        raise RunError(f"{recipe.path}: no test split to evaluate on")
-    loaded, tokenizer = load_student(model, adapter, home)
-    spec, task = recipe.eval, recipe.source.task
-    return evaluate(loaded, tokenizer, problems, task, spec, out, label=label), out
 
 
 # --- sweeps, reports, the Space ---------------------------------------------------------------
@@ -369,10 +324,8 @@ def space_folder(recipe: Recipe, home: Path, target: str) -> Path:
 
 def publish_space(recipe: Recipe, home: Path, target: str | None = None):
     """Build the Space folder and publish it as the recipe's Space repo."""
-    from factory.space import space_repo
-
     target = target or recipe.target
-    folder, repo = space_folder(recipe, home, target), (space_repo(recipe), "space")
+    folder, repo = space_folder(recipe, home, target), (recipe.space_repo(), "space")
     record = _publish(recipe, home, target, folder, repo, recipe.tag, f"demo of {recipe.name}")
     _update(built(recipe, home).run, space=record)
     return record
@@ -417,11 +370,9 @@ def reproduce(repo_id: str, revision: str | None, target: str, home: Path) -> Re
     out = reproductions_dir(home, repo_id, adapter.commit)
     seed = meta.get("seed", recipe.train.seeds[0])
     trained = train_student(recipe, student, meta["config"], dataset.path, out, home, seed)
-    problems = held_out_problems(dataset.path)
-    label = f"reproduce {meta['config']}"
-    reproduced = evaluated(
-        recipe, student.model, trained.adapter_dir, problems, out / "eval", home, label
-    )
+    problems, label = held_out_problems(dataset.path), f"reproduce {meta['config']}"
+    args = (recipe.source.task, recipe.eval, out / "eval", home, label)
+    reproduced = evaluated(student.model, trained.adapter_dir, problems, *args)
     return Reproduction(adapter, dataset, meta, published, reproduced, out)
 
 

@@ -9,6 +9,7 @@ id) is a `RowError` naming file and row, or, with `source.bad_rows: skip`, skipp
 
 from __future__ import annotations
 
+import json
 import random
 import re
 from collections import Counter
@@ -255,3 +256,9 @@ def _carve(train: list[Problem], dataset: DatasetSpec) -> tuple[list[Problem], l
         [p for i, p in enumerate(train) if i not in test_ids],
         [p for i, p in enumerate(train) if i in test_ids],
     )
+
+
+def read_problems(path: Path) -> list[Problem]:
+    """Problems as the run folder keeps them: one JSON object per line."""
+    with path.open(encoding="utf-8") as f:
+        return [Problem(**json.loads(line)) for line in f if line.strip()]

@@ -27,11 +27,6 @@ REQUIREMENTS = ("torch", "transformers", "peft", "datasets", "math-verify", "pan
 CONFIG_FILE = "space_config.json"
 
 
-def space_repo(recipe: Recipe) -> str:
-    namespace = recipe.dataset.repo_id.split("/")[0]
-    return recipe.space.repo_id or f"{namespace}/{recipe.name}-demo"
-
-
 def build_space(
     recipe: Recipe, manifest: Manifest, run: RunFolder, home: Path, target: str
 ) -> Path:

@@ -27,7 +27,6 @@ from typing import Any
 from factory.files import write_json
 from factory.paths import TRAINING_CONFIG, TRAINING_METRICS
 from factory.recipe import Recipe, RecipeError, Student, plan_configs
-from factory.recipe.where import key_lines, locate
 
 log = logging.getLogger(__name__)
 
@@ -122,11 +121,10 @@ def check_training(recipe: Recipe) -> None:
     from peft import LoraConfig
     from trl import SFTConfig
 
-    lines = key_lines(recipe.path.read_text()) if recipe.path else {}
     for section, cls in (("sft", SFTConfig), ("lora", LoraConfig)):
         names = {f.name for f in dataclasses.fields(cls) if f.init}
         for key in getattr(recipe.train, section) or {}:
-            where = locate(recipe.path, lines, ("train", section, key))
+            where = recipe.where(("train", section, key))
             if key in RESERVED_SFT:
                 raise RecipeError(f"{where}: train.{section}.{key}: {RESERVED_SFT[key]}")
             if key not in names:
@@ -138,7 +136,7 @@ def check_training(recipe: Recipe) -> None:
     built = [plan.name for plan in plan_configs(recipe)]
     for i, config in enumerate(recipe.train.configs or []):
         if config not in built:
-            where = locate(recipe.path, lines, ("train", "configs", i))
+            where = recipe.where(("train", "configs", i))
             raise RecipeError(
                 f"{where}: train.configs[{i}]: {config!r} is not built by this "
                 f"recipe (configs: {', '.join(built)})"
@@ -146,7 +144,7 @@ def check_training(recipe: Recipe) -> None:
     for i, student in enumerate(recipe.students):
         problem = model_problem(student.model)
         if problem:
-            where = locate(recipe.path, lines, ("students", i, "model"))
+            where = recipe.where(("students", i, "model"))
             raise RecipeError(f"{where}: students[{i}].model: {problem}")
 
 
@@ -213,28 +211,33 @@ def train_student(
         shutil.rmtree(out / "checkpoints", ignore_errors=True)  # left by a kill before cleanup
         return done
     trainer = sft_trainer(recipe, student, config, dataset_dir, out, home, seed)
-    accelerator = trainer.accelerator
+    checkpoint = _resume_point(trainer, out / "checkpoints")
+    output = trainer.train(resume_from_checkpoint=checkpoint)
+    trainer.save_model(str(out / "adapter"))  # on every rank: ZeRO-3 and FSDP gather the weights
+    trainer.accelerator.wait_for_everyone()
+    if trainer.accelerator.is_main_process:
+        write_json(out / SETTINGS, training_settings(trainer, student))
+        write_json(out / DONE, _metrics(trainer, output, config, checkpoint))
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)
+    trainer.accelerator.wait_for_everyone()  # no rank returns before the metrics are complete
+    return finished(out)
+
+
+def _resume_point(trainer, folder: Path) -> str | None:
+    """The checkpoint every process resumes from, once the main one removed those cut short."""
     launched = int(os.environ.get("WORLD_SIZE", "1"))
     if launched > trainer.args.world_size:  # each process would train alone, on the same files
         raise RuntimeError(
             f"{launched} processes were launched but training is not distributed: "
             "without a GPU set ACCELERATE_USE_CPU=true (`cot-factory train --accelerate` does)"
         )
-    if accelerator.is_main_process:
-        _last_checkpoint(out / "checkpoints")  # removes the checkpoints cut short
-    accelerator.wait_for_everyone()
-    checkpoint = _last_checkpoint(out / "checkpoints")
+    if trainer.accelerator.is_main_process:
+        _last_checkpoint(folder)
+    trainer.accelerator.wait_for_everyone()
+    checkpoint = _last_checkpoint(folder)
     if checkpoint:
         log.info("resuming from %s", checkpoint)
-    output = trainer.train(resume_from_checkpoint=checkpoint)
-    trainer.save_model(str(out / "adapter"))  # on every rank: ZeRO-3 and FSDP gather the weights
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        write_json(out / SETTINGS, training_settings(trainer, student))
-        write_json(out / DONE, _metrics(trainer, output, config, checkpoint))
-        shutil.rmtree(out / "checkpoints", ignore_errors=True)
-    accelerator.wait_for_everyone()  # no rank returns before the metrics are complete
-    return finished(out)
+    return checkpoint
 
 
 def sft_trainer(
@@ -275,10 +278,9 @@ def sft_trainer(
 
 
 def segments_callback():
-    """A callback that records the segments of one run: its first `train()` call and each
-    resume, with the step each started at and the seconds it trained. It is saved in every
-    checkpoint's `trainer_state.json`, so a resumed run's metrics cover all of it; the time after
-    a segment's last checkpoint is lost with the steps it ran, which the next segment redoes."""
+    """Records the segments of a run (its first `train()` call, then each resume): the step each
+    started at and the seconds it trained, saved with every checkpoint's trainer state. The time
+    after a segment's last checkpoint is lost with its steps, which the next segment redoes."""
     from transformers import TrainerCallback
     from transformers.trainer_callback import ExportableState
 
@@ -343,22 +345,15 @@ def training_settings(trainer, student: Student) -> dict[str, Any]:
             m.__name__: m.__version__ for m in (torch, transformers, trl, peft, accelerate)
         },
     }
-    return jsonable(settings)
+    return json.loads(json.dumps(settings, default=_plain))
 
 
-def jsonable(value: Any) -> Any:
-    """`value` with enums as their values, sets as sorted lists, and anything else that JSON
-    cannot hold (paths, dtypes) as its string."""
+def _plain(value: Any) -> Any:
+    """What JSON cannot hold: enums as their values, sets sorted, the rest (dtypes) as text."""
     if isinstance(value, Enum):
-        return jsonable(value.value)
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
+        return value.value
     if isinstance(value, (set, frozenset)):
-        return sorted((jsonable(v) for v in value), key=str)
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
+        return sorted(value, key=str)
     return str(value)
 
 

@@ -19,8 +19,8 @@ from fake_openai import FakeOpenAI
 from factory.cache import GenerationCache, request_key
 from factory.generate import GenerateError
 from factory.paths import cache_path
-from factory.pipeline import build_dataset
 from factory.recipe import TransformersTeacher, load_recipe
+from factory.run import build_dataset
 from factory.teachers import Request, TeacherError, TransformersTeacherModel
 
 
@@ -93,7 +93,7 @@ def test_openai_teacher_against_transformers_serve(openai_server, tmp_path, home
         "concurrency": 2,
     }
     result = build_dataset(load_recipe(write_recipe(tmp_path, teacher, levels=(1, 2))), home)
-    traces = read_traces(result.run_dir)
+    traces = read_traces(result.run.root)
     assert len(traces) == 4 * 2
     assert all(t["raw_output"] and t["finish_reason"] in ("stop", "length") for t in traces)
     assert {t["teacher_params"]["model"] for t in traces} == {openai_server.model}
@@ -103,7 +103,7 @@ def test_openai_teacher_against_transformers_serve(openai_server, tmp_path, home
     # Same teacher behind a dead endpoint: everything comes from the cache, nothing is sent.
     dead = {**teacher, "base_url": "http://127.0.0.1:9/v1", "max_retries": 0}
     again = build_dataset(load_recipe(write_recipe(tmp_path, dead, levels=(1, 2), name="b")), home)
-    assert [t["raw_output"] for t in read_traces(again.run_dir)] == [
+    assert [t["raw_output"] for t in read_traces(again.run.root)] == [
         t["raw_output"] for t in traces
     ]
 
@@ -163,7 +163,7 @@ def test_second_run_sends_no_request(fake, tmp_path, home):
     assert {r["seed"] for r in fake.requests} == {0, 1}, "each sample has its own seed"
     second = build_dataset(recipe, home)
     assert len(fake.requests) == 12
-    assert read_traces(second.run_dir) == read_traces(first.run_dir)
+    assert read_traces(second.run.root) == read_traces(first.run.root)
 
 
 def test_concurrency_is_bounded(tmp_path, home):
@@ -184,7 +184,7 @@ def test_rate_limits_errors_and_dropped_connections_are_retried(fake, tmp_path, 
     fake.faults[:] = ["429", "500", "drop"]
     result = build_dataset(load_recipe(write_recipe(tmp_path, fake_teacher(fake))), home)
     assert len(fake.requests) == 4 + 3
-    traces = read_traces(result.run_dir)
+    traces = read_traces(result.run.root)
     assert len(traces) == 4 and all(t["correct"] is not None for t in traces)
 
 
@@ -249,7 +249,7 @@ def test_sigkill_mid_run_resumes_without_loss_or_duplicates(tmp_path, home):
         result = build_dataset(load_recipe(path), home)
     finally:
         server.stop()
-    traces = read_traces(result.run_dir)
+    traces = read_traces(result.run.root)
     keys = [(t["config"], t["problem_id"], t["sample"]) for t in traces]
     assert len(keys) == len(set(keys)) == 2 * n_problems
     unique_prompts = {(t["config"], t["question"]) for t in traces}

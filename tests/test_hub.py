@@ -21,10 +21,8 @@ from test_train import toy_recipe
 import factory.hub.hf
 from factory.hub import HubError
 from factory.hub.hf import HfHub
-from factory.pipeline import build_dataset, run_recipe
-from factory.publish import publish_dataset
 from factory.recipe import load_recipe
-from factory.reproduce import reproduce
+from factory.run import build_dataset, publish_dataset, reproduce, run_recipe
 from factory.shards import load_config
 
 
@@ -60,11 +58,11 @@ def test_dataset_publishes_in_one_commit_tagged_and_loads_per_config(
     assert {t.name: t.target_commit for t in refs.tags} == {recipe.tag: published.commit}
     for config in ("cot-L2", "answer-only"):
         remote = load_dataset("tester/synthetic", config, split="train", revision=recipe.tag)
-        local = load_config(built.dataset_dir, config)
+        local = load_config(built.run.dataset, config)
         assert remote.to_list() == local.to_list()
     test = load_dataset("tester/synthetic", "problems", split="test", revision=published.commit)
     assert test["id"] == ["t1"]
-    manifest = json.loads((built.run_dir / "manifest.json").read_text())
+    manifest = json.loads((built.run.root / "manifest.json").read_text())
     assert manifest["dataset"]["commit"] == published.commit
     assert manifest["dataset"]["target"] == "hf"
 
@@ -102,7 +100,8 @@ def test_students_publish_load_with_peft_and_reproduce_from_the_hub(
 
     recipe = load_recipe(on_hub(toy_recipe(tmp_path, tiny_model_dir), "tester/toy"))
     built, (result,) = run_recipe(recipe, home)
-    repo = result.repo_id
+    repo = result.published.repo_id
+    distilled = json.loads((Path(result.release) / "eval_results.json").read_text())
     assert repo == "tester/tiny-toy-answer-only"
     card = ModelCard.load(repo)
     assert card.data.library_name == "peft" and card.data.datasets == ["tester/toy"]
@@ -116,7 +115,7 @@ def test_students_publish_load_with_peft_and_reproduce_from_the_hub(
     someone_else.mkdir()
     reproduction = reproduce(repo, recipe.tag, "hf", someone_else)
     assert reproduction.dataset.commit == card.data.eval_results[0].dataset_revision
-    assert reproduction.reproduced == reproduction.published == result.distilled
+    assert reproduction.reproduced == reproduction.published == distilled
     assert reproduction.difference == 0.0
 
     out = subprocess.run(
@@ -262,7 +261,7 @@ def test_a_concurrent_change_is_a_clear_error(fake_hub, hf_api, monkeypatch, tmp
     assert "Nothing was published to tester/contested" in message
     files = hf_api.list_repo_files("tester/contested", repo_type="dataset")
     assert "NOTES.md" in files and not any(f.endswith(".parquet") for f in files), files
-    manifest = json.loads((built.run_dir / "manifest.json").read_text())
+    manifest = json.loads((built.run.root / "manifest.json").read_text())
     assert manifest.get("dataset") is None
 
 
@@ -283,7 +282,7 @@ def test_exhausted_retries_fail_clearly_and_claim_nothing(fake_hub, tmp_path, ho
         publish_dataset(recipe, home)
     message = str(info.value)
     assert "tester/down" in message and "503" in message and "Nothing was published" in message
-    manifest = json.loads((built.run_dir / "manifest.json").read_text())
+    manifest = json.loads((built.run.root / "manifest.json").read_text())
     assert manifest.get("dataset") is None
 
 

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from factory.recipe import RecipeError, load_recipe, teacher_name
-from factory.recipe.where import key_lines
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -213,9 +212,11 @@ def test_anchors_merge_keys_and_dates_still_read(tmp_path):
     assert recipe.source.revision == "2024-01-01"
 
 
-def test_key_lines_of_a_text_and_a_utf8_bom(tmp_path):
-    assert key_lines(VALID)[("cot", "levels")] == 11
-    assert key_lines(VALID)[("teacher", "api_key_env")] == 9
+def test_a_recipe_locates_its_keys_and_reads_a_utf8_bom(tmp_path):
+    recipe = load_recipe(write(tmp_path, VALID))
+    assert recipe.where(("cot", "levels")) == f"{recipe.path}:11"
+    assert recipe.where(("teacher", "api_key_env")) == f"{recipe.path}:9"
+    assert recipe.where(("cot", "levels", 1)) == f"{recipe.path}:11"
     path = tmp_path / "bom.yaml"
     path.write_bytes(b"\xef\xbb\xbf" + VALID.encode())
     assert load_recipe(path).cot.levels == [1, 3]
@@ -228,3 +229,10 @@ def test_api_key_env_may_come_from_a_variable(tmp_path, monkeypatch):
     assert load_recipe(path).teacher[0].api_key_env == "OPENAI_API_KEY"
     monkeypatch.setenv("TEACHER_API_KEY_ENV", "HF_TOKEN")
     assert load_recipe(path).teacher[0].api_key_env == "HF_TOKEN"
+
+
+def test_eval_split_is_gone_and_says_where_evaluation_happens(tmp_path):
+    message = error_of(write(tmp_path, VALID + "eval:\n  split: validation\n"))
+    assert (
+        ":14: eval: there is no eval.split: students are evaluated on the source's test" in message
+    )

@@ -18,8 +18,8 @@ from test_generate import fake_teacher, write_recipe
 
 from factory.cache import GenerationCache
 from factory.paths import cache_path
-from factory.pipeline import build_dataset
 from factory.recipe import load_recipe
+from factory.run import build_dataset
 from factory.secrets import format_exception, install_log_redaction, redact, watch
 from factory.teachers import TeacherError
 

@@ -22,7 +22,7 @@ from test_train import toy_recipe
 from factory.manifest import Manifest
 from factory.recipe import RecipeError, load_recipe
 from factory.run import build_dataset, publish_dataset, publish_space, run_recipe, space_folder
-from factory.space import requirements, space_repo
+from factory.space import requirements
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -112,7 +112,7 @@ def test_hf_space_config_names_repos_and_revisions(on_the_hub, fake_hub):
     assert adapter["revision"] == fake_hub.head("tester/tiny-spacey-answer-only", "model")
     assert config["dataset"]["repo"] == "tester/spacey"
     assert config["dataset"]["revision"] == fake_hub.head("tester/spacey", "dataset")
-    assert space_repo(hub_recipe) == "tester/spacey-demo"
+    assert hub_recipe.space_repo() == "tester/spacey-demo"
     assert (
         done.manifest.space.repo_id == "tester/spacey-demo" and done.manifest.space.target == "hf"
     )

@@ -15,8 +15,8 @@ from test_generate import fake_teacher, read_traces, write_recipe
 from factory.cache import GenerationCache
 from factory.generate import GenerateError
 from factory.paths import cache_path
-from factory.pipeline import build_dataset
 from factory.recipe import load_recipe
+from factory.run import build_dataset
 from factory.teachers import TeacherError
 
 BAD_ANSWERS = {  # fault (tests/fake_openai.py) -> the class it is counted as
@@ -59,7 +59,7 @@ def test_a_bad_answer_is_retried_until_the_server_recovers(fault, fake, tmp_path
     result = build_dataset(load_recipe(path), home)
     assert len(fake.requests) == 2 + 1
     assert fake.requests[0] == fake.requests[1], "the same request is sent again"
-    traces = read_traces(result.run_dir)
+    traces = read_traces(result.run.root)
     assert len(traces) == 2 and all_good([t["raw_output"] for t in traces])
     texts = cached_texts(home)
     assert len(texts) == 2 and all_good(texts), "nothing bad is cached"
@@ -97,7 +97,7 @@ def test_persistent_bad_answers_fail_the_run_with_counts_per_class(fake, tmp_pat
 
     result = build_dataset(load_recipe(path), home)  # the server has recovered
     assert len(fake.requests) == 2 * 11 + 1 + 11, "the re-run asks again for every failed one"
-    assert len(read_traces(result.run_dir)) == 12
+    assert len(read_traces(result.run.root)) == 12
     texts = cached_texts(home)
     assert len(texts) == 12 and all_good(texts)
 

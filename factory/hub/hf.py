@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from factory.hub import HubError, Published, check_repo_type, folder_files
+from factory.hub.common import HubError, Published, check_repo_type, folder_files
 
 log = logging.getLogger(__name__)
 

@@ -34,7 +34,7 @@ from pathlib import Path
 
 from huggingface_hub.utils.sha import git_hash
 
-from factory.hub import REPO_TYPES, HubError, Published, check_repo_type, folder_files
+from factory.hub.common import REPO_TYPES, HubError, Published, check_repo_type, folder_files
 
 log = logging.getLogger(__name__)
 

@@ -27,8 +27,10 @@ SECRET_SUFFIXES = ("_API_KEY", "_TOKEN", "_SECRET")
 ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
-def load_recipe(path: str | Path) -> Recipe:
-    """Read, interpolate and validate a recipe file."""
+def load_recipe(path: str | Path, *, inputs: bool = True) -> Recipe:
+    """Read, interpolate and validate a recipe file. `inputs=False` does not read the local files
+    it names (a recipe pulled with a published student, whose data came along as a dataset): its
+    hash then counts them by path."""
     path = Path(path)
     raw, node = read_recipe_file(path)
     lines = key_lines(node)
@@ -42,19 +44,21 @@ def load_recipe(path: str | Path) -> Recipe:
         recipe = Recipe.model_validate(data)
     except ValidationError as err:
         raise RecipeError(validation_messages(err, data, path, lines, DISCRIMINATED)) from None
-    recipe.path = path
-    recipe.hash = recipe_hash(recipe, path, lines)
+    recipe.path, recipe.lines = path, lines
+    recipe.hash = recipe_hash(recipe, path, lines, inputs=inputs)
     return recipe
 
 
-def recipe_hash(recipe: Recipe, path: Path | None = None, lines: dict | None = None) -> str:
+def recipe_hash(
+    recipe: Recipe, path: Path | None = None, lines: dict | None = None, *, inputs: bool = True
+) -> str:
     """The identity of a build: a canonical hash of the recipe's resolved values (after
     interpolation, so `${TEACHER_MODEL}` counts by its value), with every local file it reads
     counted by its content rather than its path. Formatting, comments and key order do not change
     it; it names the run folder and the `recipe-{hash}` tag. Secrets never enter it: a recipe
     names the variable that holds a key, not the key."""
     values = recipe.model_dump(mode="json")
-    for keys, file in _input_files(recipe):
+    for keys, file in _input_files(recipe) if inputs else []:
         node = values
         for key in keys[:-1]:
             node = node[key]

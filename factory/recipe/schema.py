@@ -19,6 +19,7 @@ from factory.recipe.names import (
     unique,
 )
 from factory.recipe.plans import CONFIG_NAME, plan_configs
+from factory.recipe.where import locate
 
 TaskType = Literal["math", "multiple_choice", "yes_no"]
 Format = Literal["cot", "subq", "rar", "sym"]
@@ -225,10 +226,19 @@ class TrainSpec(Strict):
 
 
 class EvalSpec(Strict):
-    split: str = "test"
     max_new_tokens: int = Field(256, ge=1, le=limits.MAX_TOKENS)
     batch_size: int = Field(16, ge=1, le=limits.MAX_BATCH)
     limit: int | None = Field(None, ge=1, le=limits.MAX_PROBLEMS)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_split(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "split" in data:
+            raise ValueError(
+                "there is no eval.split: students are evaluated on the source's test split "
+                "(`source.test`, or `dataset.test_size` to carve one out of train)"
+            )
+        return data
 
 
 class SpaceSpec(Strict):
@@ -259,6 +269,7 @@ class Recipe(Strict):
     # Set by load_recipe, not by the YAML.
     path: Path | None = Field(None, exclude=True)
     hash: str = Field("", exclude=True)
+    lines: dict[tuple, int] = Field({}, exclude=True, repr=False)  # key path -> line
 
     _name = field_validator("name")(lambda name: _valid(name, name_problem))
 
@@ -297,11 +308,17 @@ class Recipe(Strict):
                 if problem := repo_id_problem(self.adapter_repo(student, config)):
                     key = "repo_prefix" if student.repo_prefix else "name"
                     raise KeyedError(("students", i, key), f"its adapter repo {problem}")
-        if not self.space.repo_id:
-            namespace = self.dataset.repo_id.split("/")[0]
-            if problem := repo_id_problem(f"{namespace}/{self.name}-demo"):
-                raise KeyedError(("name",), f"the Space repo {problem}; set space.repo_id")
+        if not self.space.repo_id and (problem := repo_id_problem(self.space_repo())):
+            raise KeyedError(("name",), f"the Space repo {problem}; set space.repo_id")
         return self
+
+    def where(self, keys: tuple) -> str:
+        """`file:line` of the deepest written key along `keys`, for error messages."""
+        return locate(self.path, self.lines, keys) if self.path else "recipe"
+
+    def space_repo(self) -> str:
+        """The repo id the recipe's demo Space is published under."""
+        return self.space.repo_id or f"{self.dataset.repo_id.split('/')[0]}/{self.name}-demo"
 
     def adapter_repo(self, student: Student, config: str) -> str:
         """The repo id a student distilled on `config` is published under."""

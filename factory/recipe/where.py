@@ -14,13 +14,9 @@ from factory.recipe.names import KeyedError
 PLAIN_KEY = re.compile(r"[\w.-]+")
 
 
-def key_lines(document: str | yaml.Node | None) -> dict[tuple, int]:
-    """Map every key path in a YAML document (its text, or its node tree as read by
-    `reading.parse`, whose limits bound this walk) to its 1-based line."""
-    if isinstance(document, str):
-        from factory.recipe.reading import parse
-
-        document = parse(document, "recipe")[1]
+def key_lines(document: yaml.Node | None) -> dict[tuple, int]:
+    """Map every key path in a YAML document (its node tree as `reading.parse` read it, whose
+    limits bound this walk) to its 1-based line."""
     return _node_lines(document) if document is not None else {}
 
 
