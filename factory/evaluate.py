@@ -128,5 +128,11 @@ def write_results(out: Path, metrics: dict, predictions: list[dict]) -> None:
 
 
 def read_metrics(out: Path) -> dict | None:
-    path = out / EVAL_METRICS
-    return json.loads(path.read_text()) if path.is_file() else None
+    """The metrics of a finished evaluation in `out`, or None (none yet, or a torn file)."""
+    try:
+        return json.loads((out / EVAL_METRICS).read_text())
+    except FileNotFoundError:
+        return None
+    except ValueError:
+        log.warning("%s is torn: the evaluation is run again", out / EVAL_METRICS)
+        return None

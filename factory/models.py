@@ -133,3 +133,31 @@ def origin_note(name_or_path: str, home: Path) -> str:
     origin = models_dir(Path(home)) / name_or_path / ORIGIN_FILE
     note = json.loads(origin.read_text())["note"] if origin.is_file() else ""
     return f"`{ALIASES[name_or_path]}` is the original model. {note}".strip()
+
+
+def model_problem(model: str) -> str | None:
+    """Why `model` cannot be loaded, or None: an alias, a local folder and a Hub id in the local
+    cache always can; offline nothing else can; online the Hub must know the id."""
+    from huggingface_hub import constants, model_info, try_to_load_from_cache
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    if model in ALIASES or Path(model).expanduser().is_dir():
+        return None
+    others = f"give a local model folder, or an alias ({', '.join(ALIASES)})"
+    try:
+        validate_repo_id(model)
+    except HFValidationError:
+        return f"{model!r} is neither a local folder nor a Hub model id: {others}"
+    if isinstance(try_to_load_from_cache(model, "config.json"), str):
+        return None
+    if constants.HF_HUB_OFFLINE:
+        return (
+            f"{model!r} is not in the Hugging Face cache ({constants.HF_HUB_CACHE}) and "
+            f"HF_HUB_OFFLINE=1: download it while online (`hf download {model}`), or {others}"
+        )
+    try:
+        model_info(model, timeout=10)
+    except Exception as err:  # not found, gated, refused, timed out: training would fail alike
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        return f"{model!r} cannot be looked up on the Hub ({reason}): check the id, or {others}"
+    return None

@@ -8,10 +8,8 @@ section in its card and the plots beside it.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
-from enum import Enum
 from pathlib import Path
 
 from factory import __version__
@@ -74,35 +72,13 @@ def release_adapter(recipe: Recipe, student, config: str, out: Path, **facts) ->
 
 
 def chosen_settings(settings: dict) -> dict:
-    """The recorded SFTConfig and LoraConfig values that differ from the libraries' defaults:
-    what the recipe and cot-factory chose, as training actually used it."""
-    from peft import LoraConfig
-    from trl import SFTConfig
-
-    skip = {"output_dir", "logging_dir", "run_name", "report_to"}
-    sft = _changed(settings["sft"], _defaults(SFTConfig), skip)
-    lora = settings["lora"] and _changed(settings["lora"], _defaults(LoraConfig), set())
+    """The SFTConfig and LoraConfig options cot-factory and the recipe set, with the values
+    training actually used (as the libraries resolved them)."""
+    requested, lora = settings["requested"], settings["lora"]
+    sft = {k: settings["sft"][k] for k in requested["sft"] if k in settings["sft"]}
+    sft.pop("report_to", None)
+    lora = lora and {k: lora[k] for k in requested["lora"] if k in lora}
     return {"sft": sft, "lora": lora}
-
-
-def _defaults(config_class) -> dict:
-    """A config dataclass's declared defaults, enums as their values (as `to_dict` gives them)."""
-    values = {}
-    for f in dataclasses.fields(config_class):
-        if f.default is not dataclasses.MISSING:
-            values[f.name] = f.default.value if isinstance(f.default, Enum) else f.default
-        elif f.default_factory is not dataclasses.MISSING:
-            values[f.name] = f.default_factory()
-    return values
-
-
-def _changed(recorded: dict, defaults: dict, skip: set) -> dict:
-    unset = object()
-    return {
-        k: v
-        for k, v in recorded.items()
-        if k not in skip and v is not None and defaults.get(k, unset) != v
-    }
 
 
 def _name_base_by_hub_id(adapter_config: Path, base_model: str) -> None:

@@ -95,7 +95,12 @@ def _pooled(student: str, config_dir: Path, stats: dict) -> RunResult | None:
 
 
 def _read(path: Path) -> dict | None:
-    return json.loads(path.read_text()) if path.is_file() else None
+    """A finished stage's JSON record, or None: not there yet, or torn by a kill (the sweep
+    redoes that run, and the report leaves it out until then)."""
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return None
 
 
 def recommend(results: list[RunResult], base: dict | None = None) -> dict:

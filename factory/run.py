@@ -283,11 +283,12 @@ def sweep(recipe: Recipe, home: Path, *, students=None, configs=None, seeds=None
 
 
 def _finished(done: Built, student, config: str, seed: int) -> bool:
-    from factory.paths import TRAINING_METRICS
+    from factory.evaluate import read_metrics
+    from factory.training_record import finished
 
     name = student_name(student)
-    trained = (done.run.training(name, config, seed) / TRAINING_METRICS).is_file()
-    return trained and (done.run.evaluation(name, config, seed) / EVAL_METRICS).is_file()
+    trained = finished(done.run.training(name, config, seed)) is not None
+    return trained and read_metrics(done.run.evaluation(name, config, seed)) is not None
 
 
 def publish_report(recipe: Recipe, home: Path, target: str | None = None) -> Path:

@@ -18,15 +18,20 @@ import json
 import logging
 import os
 import shutil
-import time
-from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
 from factory.files import write_json
+from factory.models import model_problem
 from factory.paths import TRAINING_CONFIG, TRAINING_METRICS
 from factory.recipe import Recipe, RecipeError, Student, plan_configs
+from factory.training_record import (
+    TrainResult,
+    finished,
+    run_metrics,
+    segments_callback,
+    training_settings,
+)
 
 log = logging.getLogger(__name__)
 
@@ -71,16 +76,6 @@ FALLBACK_CHAT_TEMPLATE = (
     "{% if message['role'] == 'assistant' %}{{ eos_token }}{% endif %}\n{% endfor %}"
     "{% if add_generation_prompt %}assistant: {% endif %}"
 )
-DONE = TRAINING_METRICS
-SETTINGS = TRAINING_CONFIG
-SEGMENTS = "Segments"  # the callback's name in `trainer_state.json`
-
-
-@dataclass(frozen=True)
-class TrainResult:
-    adapter_dir: Path
-    metrics: dict[str, Any]  # training_metrics.json
-    settings: dict[str, Any] | None = None  # training_config.json (None: trained before it existed)
 
 
 def sft_options(recipe: Recipe, seed: int | None = None) -> dict[str, Any]:
@@ -148,51 +143,6 @@ def check_training(recipe: Recipe) -> None:
             raise RecipeError(f"{where}: students[{i}].model: {problem}")
 
 
-def model_problem(model: str) -> str | None:
-    """Why `model` cannot be loaded, or None: an alias, a local folder and a Hub id in the local
-    cache always can; offline nothing else can; online the Hub must know the id."""
-    from huggingface_hub import constants, model_info, try_to_load_from_cache
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
-
-    from factory.models import ALIASES
-
-    if model in ALIASES or Path(model).expanduser().is_dir():
-        return None
-    others = f"give a local model folder, or an alias ({', '.join(ALIASES)})"
-    try:
-        validate_repo_id(model)
-    except HFValidationError:
-        return f"{model!r} is neither a local folder nor a Hub model id: {others}"
-    if isinstance(try_to_load_from_cache(model, "config.json"), str):
-        return None
-    if constants.HF_HUB_OFFLINE:
-        return (
-            f"{model!r} is not in the Hugging Face cache ({constants.HF_HUB_CACHE}) and "
-            f"HF_HUB_OFFLINE=1: download it while online (`hf download {model}`), or {others}"
-        )
-    try:
-        model_info(model, timeout=10)
-    except Exception as err:  # not found, gated, refused, timed out: training would fail alike
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        return f"{model!r} cannot be looked up on the Hub ({reason}): check the id, or {others}"
-    return None
-
-
-def finished(out: Path) -> TrainResult | None:
-    """The result of a finished run in `out`, or None. A torn metrics file (not written by this
-    version, which writes it atomically) counts as unfinished: the run is rebuilt from its final
-    checkpoint where there is one, and retrained where there is none."""
-    try:
-        metrics = json.loads((out / DONE).read_text())
-    except FileNotFoundError:
-        return None
-    except ValueError:
-        log.warning("%s is torn: the run counts as unfinished", out / DONE)
-        return None
-    settings = json.loads((out / SETTINGS).read_text()) if (out / SETTINGS).is_file() else None
-    return TrainResult(out / "adapter", metrics, settings)
-
-
 def train_student(
     recipe: Recipe,
     student: Student,
@@ -216,8 +166,12 @@ def train_student(
     trainer.save_model(str(out / "adapter"))  # on every rank: ZeRO-3 and FSDP gather the weights
     trainer.accelerator.wait_for_everyone()
     if trainer.accelerator.is_main_process:
-        write_json(out / SETTINGS, training_settings(trainer, student))
-        write_json(out / DONE, _metrics(trainer, output, config, checkpoint))
+        requested = {
+            "sft": sorted(sft_options(recipe, seed)),
+            "lora": sorted(lora_options(recipe) or {}),
+        }
+        write_json(out / TRAINING_CONFIG, training_settings(trainer, student, requested))
+        write_json(out / TRAINING_METRICS, run_metrics(trainer, output, config, checkpoint))
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
     trainer.accelerator.wait_for_everyone()  # no rank returns before the metrics are complete
     return finished(out)
@@ -277,33 +231,6 @@ def sft_trainer(
     )
 
 
-def segments_callback():
-    """Records the segments of a run (its first `train()` call, then each resume): the step each
-    started at and the seconds it trained, saved with every checkpoint's trainer state. The time
-    after a segment's last checkpoint is lost with its steps, which the next segment redoes."""
-    from transformers import TrainerCallback
-    from transformers.trainer_callback import ExportableState
-
-    class Segments(TrainerCallback, ExportableState):
-        def __init__(self):
-            self.segments: list[dict[str, float]] = []
-            self.started: float | None = None
-
-        def on_train_begin(self, args, state, control, **kwargs):
-            saved = state.stateful_callbacks.get(SEGMENTS) or {}
-            self.segments = [dict(s) for s in saved.get("attributes", {}).get("segments", [])]
-            self.segments.append({"start_step": state.global_step, "seconds": 0.0})
-            self.started = time.perf_counter()
-            state.stateful_callbacks.setdefault(SEGMENTS, self.state())  # an older checkpoint
-
-        def state(self) -> dict:
-            if self.started is not None:
-                self.segments[-1]["seconds"] = round(time.perf_counter() - self.started, 3)
-            return {"args": {}, "attributes": {"segments": self.segments}}
-
-    return Segments()
-
-
 def _last_checkpoint(folder: Path) -> str | None:
     """The newest complete checkpoint. The Trainer writes `trainer_state.json` last, so a
     checkpoint without it (or with it torn) was cut short and is removed, not resumed from."""
@@ -319,85 +246,3 @@ def _last_checkpoint(folder: Path) -> str | None:
             shutil.rmtree(checkpoint, ignore_errors=True)
     newest = max(complete, key=lambda p: int(p.name.split("-")[1]), default=None)
     return str(newest) if newest else None
-
-
-def training_settings(trainer, student: Student) -> dict[str, Any]:
-    """What trained the adapter, as the libraries resolved it: the full SFTConfig, the LoraConfig
-    PEFT applied (target modules resolved), the distribution, and the library versions."""
-    import accelerate
-    import peft
-    import torch
-    import transformers
-    import trl
-
-    model = trainer.accelerator.unwrap_model(trainer.model)
-    lora = getattr(model, "peft_config", {}).get("default")
-    sft = trainer.args.to_dict()  # masks every `*_token`: only the Hub token is a secret
-    sft.update(eos_token=trainer.args.eos_token, pad_token=trainer.args.pad_token)
-    settings = {
-        "model": student.model,
-        "model_path": model.config.name_or_path,
-        "sft": sft,
-        "lora": lora.to_dict() if lora else None,
-        "distributed_type": trainer.accelerator.distributed_type,
-        "world_size": trainer.args.world_size,
-        "versions": {
-            m.__name__: m.__version__ for m in (torch, transformers, trl, peft, accelerate)
-        },
-    }
-    return json.loads(json.dumps(settings, default=_plain))
-
-
-def _plain(value: Any) -> Any:
-    """What JSON cannot hold: enums as their values, sets sorted, the rest (dtypes) as text."""
-    if isinstance(value, Enum):
-        return value.value
-    if isinstance(value, (set, frozenset)):
-        return sorted(value, key=str)
-    return str(value)
-
-
-def _metrics(trainer, output, config: str, checkpoint: str | None) -> dict[str, Any]:
-    """The whole run's metrics, resumes included: loss and tokens from the trainer state, the
-    seconds of every segment."""
-    state = trainer.state
-    clock = next(c for c in trainer.callback_handler.callbacks if type(c).__name__ == SEGMENTS)
-    segments = clock.state()["attributes"]["segments"]
-    seconds = sum(s["seconds"] for s in segments)
-    counted = trainer.args.include_num_input_tokens_seen != "no"
-    tokens = state.num_input_tokens_seen if counted else None
-    return {
-        "config": config,
-        "rows": len(trainer.train_dataset),
-        "steps": state.global_step,
-        "epochs": state.epoch,
-        "train_loss": _run_loss(state.log_history, segments, output),
-        "loss_history": [
-            {"step": h["step"], "loss": h["loss"]} for h in state.log_history if "loss" in h
-        ],
-        "train_tokens": tokens,
-        "tokens_per_second": round(tokens / seconds, 1) if tokens and seconds else None,
-        "seconds": round(seconds, 1),
-        "segments": segments,
-        "resumes": len(segments) - 1,
-        "resumed_from": Path(checkpoint).name if checkpoint else None,
-    }
-
-
-def _run_loss(history: list[dict], segments: list[dict], output) -> float | None:
-    """Mean loss per step over the run. The last segment's mean is the Trainer's own (it covers
-    the steps after its last log too); before it, each logged loss is the mean of the steps since
-    the previous log, or since the resume in between."""
-    starts = [s["start_step"] for s in segments]
-    total = steps = previous = 0
-    for entry in history:
-        if "loss" not in entry or entry["step"] > starts[-1]:
-            continue
-        begin = max([previous, *(s for s in starts if s < entry["step"])])
-        total += entry["loss"] * (entry["step"] - begin)
-        steps += entry["step"] - begin
-        previous = entry["step"]
-    ran = output.global_step - starts[-1]
-    total += output.training_loss * ran
-    steps += ran
-    return total / steps if steps else None

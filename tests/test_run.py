@@ -4,6 +4,8 @@ outputs stay as training wrote them, published cards cite what they describe, ta
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -119,3 +121,61 @@ def test_results_go_into_a_new_commit_and_the_tag_stays(published, tiny_model_di
     assert registry.pull(recipe.dataset.repo_id, recipe.tag, "dataset").commit == tagged
     assert registry.pull(recipe.dataset.repo_id, None, "dataset").commit == results
     assert Manifest.load(done.run.manifest).dataset.commit == tagged
+
+
+def test_run_trains_evaluates_cards_and_publishes(published, tiny_model_dir):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    recipe, home, done, entry = published
+    assert entry.published.repo_id == "local/tiny-carded-answer-only"
+    assert len(entry.published.commit) == 40
+    release = Path(entry.published.path)
+    card = ModelCard.load(release / "README.md")
+    assert card.data.library_name == "peft" and card.data.pipeline_tag == "text-generation"
+    assert card.data.base_model == str(tiny_model_dir) and card.data.datasets == ["local/toy"]
+    (result,) = card.data.eval_results
+    assert (result.dataset_type, result.dataset_config) == ("local/toy", "problems")
+    assert result.dataset_split == "test" and result.metric_type == "accuracy"
+    assert result.dataset_revision == done.manifest.dataset.commit
+    assert result.metric_value == round(entry.accuracy, 4)
+    assert f"| {100 * entry.base_accuracy:.1f}% |" in card.text
+    for name in ("recipe.yaml", "eval_results.json", "predictions.jsonl", "adapter_config.json"):
+        assert (release / name).is_file(), name
+    reloaded = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(tiny_model_dir), str(release)
+    )
+    assert any("lora_A" in n for n, _ in reloaded.named_parameters())
+    (recorded,) = Manifest.load(done.run.manifest).students
+    assert (recorded.published.commit, recorded.accuracy) == (
+        entry.published.commit,
+        entry.accuracy,
+    )
+
+    _, (again,) = run_recipe(recipe, home)
+    assert again.published.commit == entry.published.commit, "a re-run publishes nothing new"
+    assert again.published.created is False
+
+
+def test_eval_command_on_a_published_adapter(published, tiny_model_dir, tmp_path):
+    recipe, home, done, entry = published
+
+    def cot_factory_eval(*args):
+        command = [sys.executable, "-m", "factory.cli", "eval", str(recipe.path), *args]
+        return subprocess.run(
+            [*command, "--home", str(home)], capture_output=True, text=True, timeout=300
+        )
+
+    out = cot_factory_eval(
+        "--adapter", entry.published.repo_id, "--model", str(tiny_model_dir), "--out", str(tmp_path)
+    )
+    assert out.returncode == 0, out.stderr
+    metrics = json.loads((tmp_path / "eval_results.json").read_text())
+    distilled = json.loads((Path(entry.release) / "eval_results.json").read_text())
+    assert metrics == distilled, "the same adapter evaluates the same from the registry"
+    assert f"accuracy {100 * metrics['accuracy']:.1f}%" in out.stdout
+    missing = cot_factory_eval("--adapter", "local/none")
+    assert missing.returncode == 2 and "local/none" in missing.stderr
+    assert missing.stderr.count("\n") == 1
+    neither = cot_factory_eval()
+    assert neither.returncode == 2 and "give --model, --adapter, or both" in neither.stderr

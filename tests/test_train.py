@@ -15,8 +15,8 @@ import yaml
 from safetensors.torch import load_file
 
 from factory.evaluate import evaluate, load_student, wilson_interval
-from factory.pipeline import build_dataset, run_recipe
 from factory.recipe import RecipeError, load_recipe
+from factory.run import build_dataset
 from factory.sources import Problem
 from factory.train import check_training, sft_trainer, train_student
 
@@ -71,7 +71,7 @@ def toy(tmp_path, tiny_model_dir, home):
 
 
 def train(recipe, built, home, out: Path):
-    return train_student(recipe, recipe.students[0], "answer-only", built.dataset_dir, out, home)
+    return train_student(recipe, recipe.students[0], "answer-only", built.run.dataset, out, home)
 
 
 def test_lora_training_logs_falling_loss_and_records_its_settings(toy, tmp_path, tiny_model_dir):
@@ -118,7 +118,7 @@ def test_lora_training_logs_falling_loss_and_records_its_settings(toy, tmp_path,
 def test_training_changes_the_lora_weights_and_not_the_base_weights(toy, tmp_path, tiny_model_dir):
     recipe, built, home = toy
     student = recipe.students[0]
-    trainer = sft_trainer(recipe, student, "answer-only", built.dataset_dir, tmp_path / "run", home)
+    trainer = sft_trainer(recipe, student, "answer-only", built.run.dataset, tmp_path / "run", home)
     before = {name: p.detach().clone() for name, p in trainer.model.named_parameters()}
     on_disk = load_file(tiny_model_dir / "model.safetensors")
     base = [name for name in before if "lora_" not in name]
@@ -183,7 +183,7 @@ def test_evaluation_is_deterministic_and_saved(toy, tmp_path):
     model, tokenizer = load_student(recipe.students[0].model, result.adapter_dir, home)
     problems = [
         Problem(**json.loads(line))
-        for line in (built.run_dir / "problems" / "test.jsonl").read_text().splitlines()
+        for line in (built.run.root / "problems" / "test.jsonl").read_text().splitlines()
     ]
     first = evaluate(model, tokenizer, problems, "math", recipe.eval, tmp_path / "e1")
     second = evaluate(model, tokenizer, problems, "math", recipe.eval, tmp_path / "e2")
@@ -307,84 +307,3 @@ def test_online_student_models_are_looked_up_on_the_hub(tmp_path, tiny_model_dir
         r"cannot be looked up on the Hub \(.*404.*\)",
     ):
         check_training(absent)
-
-
-def test_run_trains_evaluates_cards_and_publishes(tmp_path, tiny_model_dir, home):
-    from huggingface_hub import ModelCard
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM
-
-    recipe = load_recipe(toy_recipe(tmp_path, tiny_model_dir))
-    built, results = run_recipe(recipe, home)
-    (result,) = results
-    assert result.repo_id == "local/tiny-toy-answer-only" and len(result.commit) == 40
-    card = ModelCard.load(result.folder / "README.md")
-    assert card.data.library_name == "peft" and card.data.pipeline_tag == "text-generation"
-    assert card.data.base_model == str(tiny_model_dir) and card.data.datasets == ["local/toy"]
-    (entry,) = card.data.eval_results
-    manifest = json.loads((built.run_dir / "manifest.json").read_text())
-    assert entry.dataset_type == "local/toy" and entry.dataset_config == "problems"
-    assert entry.dataset_split == "test"
-    assert entry.dataset_revision == manifest["published_dataset"]["commit"]
-    assert entry.metric_type == "accuracy"
-    assert entry.metric_value == round(result.distilled["accuracy"], 4)
-    assert "cot-factory run recipe.yaml --student tiny --config answer-only" in card.text
-    assert f"| {100 * result.base['accuracy']:.1f}% |" in card.text
-    for name in ("recipe.yaml", "eval_results.json", "predictions.jsonl", "adapter_config.json"):
-        assert (result.folder / name).is_file(), name
-    assert not (result.folder / "training_args.bin").exists()
-    reloaded = PeftModel.from_pretrained(
-        AutoModelForCausalLM.from_pretrained(tiny_model_dir), str(result.folder)
-    )
-    assert any("lora_A" in n for n, _ in reloaded.named_parameters())
-    entry = manifest["student:tiny:answer-only"]
-    assert entry["commit"] == result.commit and entry["accuracy"] == result.distilled["accuracy"]
-
-    _, again = run_recipe(recipe, home)
-    assert again[0].commit == result.commit, "a re-run trains nothing and publishes nothing new"
-
-
-def test_eval_command_on_a_published_adapter(tmp_path, tiny_model_dir, home):
-    recipe_path = toy_recipe(tmp_path, tiny_model_dir)
-    _, (result,) = run_recipe(load_recipe(recipe_path), home)
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "factory.cli",
-            "eval",
-            str(recipe_path),
-            "--adapter",
-            result.repo_id,
-            "--model",
-            str(tiny_model_dir),
-            "--home",
-            str(home),
-            "--out",
-            str(tmp_path / "ev"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert out.returncode == 0, out.stderr
-    metrics = json.loads((tmp_path / "ev" / "eval_results.json").read_text())
-    assert metrics == result.distilled, "the same adapter evaluates the same from the registry"
-    assert f"accuracy {100 * metrics['accuracy']:.1f}%" in out.stdout
-    missing = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "factory.cli",
-            "eval",
-            str(recipe_path),
-            "--adapter",
-            "local/none",
-            "--home",
-            str(home),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert missing.returncode == 2 and "no model repo 'local/none'" in missing.stderr

@@ -23,7 +23,6 @@ import torch
 from safetensors.torch import load_file
 from test_train import toy_recipe
 
-from factory.paths import run_dir
 from factory.recipe import load_recipe
 from factory.train import train_student
 
@@ -35,7 +34,7 @@ KILLER = r"""
 import json, os, sys
 from pathlib import Path
 
-recipe, home, runs, arm, first, last = sys.argv[1:7]
+recipe, dataset, home, runs, arm, first, last = sys.argv[1:8]
 WRITE = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
 EVENTS = {"os.rename", "os.remove", "os.rmdir", "os.mkdir", "shutil.rmtree"}
 
@@ -62,19 +61,17 @@ def hook(out: Path, nth: int):
 
 
 import peft, torch, transformers, trl  # once, before the forks
-from factory.paths import run_dir
 from factory.recipe import load_recipe
 from factory.train import train_student
 
 recipe = load_recipe(recipe)
-dataset = run_dir(Path(home), recipe.name, recipe.hash) / "dataset"
 codes = {}
 for nth in range(int(first), int(last) + 1):
     out = Path(runs.format(nth))
     pid = os.fork()
     if pid == 0:
         sys.addaudithook(hook(out, nth))
-        train_student(recipe, recipe.students[0], "answer-only", dataset, out, Path(home))
+        train_student(recipe, recipe.students[0], "answer-only", Path(dataset), out, Path(home))
         os._exit(0)
     codes[nth] = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
     if codes[nth] != 17:
@@ -90,8 +87,8 @@ def built(tmp_path_factory, tiny_model_dir):
     path, home = toy_recipe(root, tiny_model_dir, sft=SFT), root / "home"
     command = [sys.executable, "-m", "factory.cli", "build", str(path), "--home", str(home)]
     subprocess.run(command, check=True, capture_output=True, timeout=300)
-    recipe = load_recipe(path)
-    return recipe, run_dir(home, recipe.name, recipe.hash) / "dataset", home
+    (run,) = (home / "runs").iterdir()
+    return load_recipe(path), run / "dataset", home
 
 
 @pytest.fixture(scope="module")
@@ -109,8 +106,8 @@ def killed(built, runs: str, arm: str, first: int, last: int | None = None) -> d
     """Train in forks of one subprocess, run `n` in `runs.format(n)` exiting at its `n`th file
     write from the first under `arm`, for n from `first` to `last` or the first not killed.
     Returns each run's exit code."""
-    recipe, _, home = built
-    args = [str(recipe.path), str(home), runs, arm, str(first), str(last or first)]
+    recipe, dataset, home = built
+    args = [str(recipe.path), str(dataset), str(home), runs, arm, str(first), str(last or first)]
     done = subprocess.run(
         [sys.executable, "-c", KILLER, *args], capture_output=True, text=True, timeout=600
     )
