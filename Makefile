@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 TORCH := torch==2.13.0
 QUICKSTART_HOME := $(CURDIR)/hub
 
-.PHONY: install quickstart test lint clean
+.PHONY: install quickstart test test-fast lint clean
 
 install: $(STAMP)
 
@@ -28,6 +28,10 @@ quickstart: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/pytest
+
+# The inner loop: everything but the tests that start servers, train models or drive a browser.
+test-fast: $(STAMP)
+	$(BIN)/pytest -m "not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

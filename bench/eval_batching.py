@@ -79,7 +79,8 @@ def svamp_test_problems(n: int):
 
 def measure(model, tokenizer, problems, task: str, batch_size: int, tokens: int, out: Path):
     """One `evaluate` call; its predictions are read back from `out`."""
-    from factory.evaluate import PREDICTIONS, evaluate
+    from factory.evaluate import evaluate
+    from factory.paths import PREDICTIONS
     from factory.recipe import EvalSpec
 
     spec = EvalSpec(batch_size=batch_size, max_new_tokens=tokens)

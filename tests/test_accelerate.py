@@ -19,6 +19,8 @@ from factory.launch import accelerate_config, launch_command
 from factory.recipe import load_recipe
 from factory.train import sft_trainer
 
+pytestmark = pytest.mark.slow  # starts servers or trains models
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

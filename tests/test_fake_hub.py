@@ -47,6 +47,8 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
+pytestmark = pytest.mark.slow  # starts servers or trains models
+
 CONFIGS = {
     "cot-L1": [{"question": "1+1?", "completion": "2"}, {"question": "2+2?", "completion": "4"}],
     "cot-L3": [{"question": "3*3?", "completion": "Step 1: 3*3 = 9. The answer is 9."}],

@@ -23,6 +23,8 @@ from factory.recipe import TransformersTeacher, load_recipe
 from factory.run import build_dataset
 from factory.teachers import Request, TeacherError, TransformersTeacherModel
 
+pytestmark = pytest.mark.slow  # starts servers or trains models
+
 
 def write_recipe(
     tmp_path: Path,

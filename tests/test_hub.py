@@ -25,6 +25,8 @@ from factory.recipe import load_recipe
 from factory.run import build_dataset, publish_dataset, reproduce, run_recipe
 from factory.shards import load_config
 
+pytestmark = pytest.mark.slow  # starts servers or trains models
+
 
 @pytest.fixture(autouse=True)
 def fast_backoff(monkeypatch):
@@ -214,6 +216,23 @@ def test_pull_command_from_the_hub(tmp_path, home):
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines()[0] == f"dataset tester/pullable @ {published.commit}"
     assert len(load_dataset(str(tmp_path / "pulled-from-hub"), "answer-only", split="train")) == 4
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_publishing_to_the_hub_keeps_request_logs_to_verbose(tmp_path, home, verbose):
+    """The terminal gets the summary; every HTTP request of huggingface_hub's client only with
+    -v (it used to log each one at INFO)."""
+    recipe = on_hub(synthetic_recipe(tmp_path), f"tester/quiet-{int(verbose)}")
+    command = [sys.executable, "-m", "factory.cli", "build", str(recipe), "--publish"]
+    out = subprocess.run(
+        [*command, "--home", str(home), *(["-v"] if verbose else [])],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "published dataset tester/quiet" in out.stdout
+    assert ("HTTP Request:" in out.stderr) is verbose, out.stderr[-2000:]
 
 
 # --- faults and errors ------------------------------------------------------------------------

@@ -26,6 +26,8 @@ import pytest
 
 from factory.hub.local import LocalRegistry
 
+pytestmark = pytest.mark.slow  # starts servers or trains models
+
 REPO = "me/crash"
 ROWS = {
     "v1": {"a": [{"x": 1}], "b": [{"x": 2}]},
@@ -243,7 +245,6 @@ def _files(folder: Path) -> dict[str, str]:
     }
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_a_publish_killed_before_any_of_its_file_operations(scenario, tmp_path):
     case = prepare(tmp_path, scenario)
@@ -261,7 +262,6 @@ def test_a_publish_killed_before_any_of_its_file_operations(scenario, tmp_path):
         assert not committed, "the last operation, the `refs` switch, is the commit"
 
 
-@pytest.mark.slow
 def test_a_publish_killed_at_random_times(tmp_path):
     case = prepare(tmp_path, "next-commit", padding=8)
     rng, committed = random.Random(14), []

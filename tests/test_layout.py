@@ -83,11 +83,11 @@ def test_one_orchestrator_publishes_and_writes_the_manifest():
     }
     assert publishing <= {"factory.run", "factory.cli"}  # the CLI only for `pull`
     cli_calls = {
-        node.attr
+        node.func.attr
         for node in ast.walk(ast.parse(MODULES["factory.cli"].read_text()))
-        if isinstance(node, ast.Attribute)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
     }
-    assert "publish" not in cli_calls
+    assert "pull" in cli_calls and "publish" not in cli_calls
     writers = set()
     for name, path in MODULES.items():
         for node in ast.walk(ast.parse(path.read_text())):
@@ -103,3 +103,21 @@ def test_only_the_cli_prints():
             if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "print":
                 printing.add(name)
     assert printing == {"factory.cli"}
+
+
+def test_paths_a_recipe_influences_stay_under_the_home(tmp_path):
+    """Behind the recipe's own checks (tests/test_hostile_recipes.py), the run folder and the
+    local registry refuse names that would climb out of the home."""
+    from factory.hub import HubError, make_target
+    from factory.paths import HomeEscape, RunFolder
+
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "a.txt").write_text("x")
+    home = tmp_path / "home"
+    with pytest.raises(HomeEscape, match="outside the home directory"):
+        RunFolder.of(home, "../../elsewhere", "0123abcd")
+    for repo_id in ("local/..", "../x", "a/../../b"):
+        with pytest.raises(HubError, match="is not a repo id"):
+            make_target("local", home).publish(folder, repo_id, "dataset", tag=None, message="m")
+    assert {p.name for p in tmp_path.iterdir()} <= {"folder", "home"}

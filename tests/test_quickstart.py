@@ -14,6 +14,8 @@ import pytest
 from datasets import load_dataset
 from huggingface_hub import DatasetCard
 
+pytestmark = pytest.mark.slow  # starts servers or trains models
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -23,6 +23,8 @@ from factory.run import build_dataset
 from factory.secrets import format_exception, install_log_redaction, redact, watch
 from factory.teachers import TeacherError
 
+pytestmark = pytest.mark.slow  # starts servers or trains models
+
 KEY_VAR = "COT_FACTORY_TEST_TEACHER_KEY"
 
 
@@ -148,6 +150,7 @@ def test_the_cli_never_prints_an_echoed_key(verbose, canaries, fake, tmp_path):
     assert f"[redacted ${KEY_VAR}]" in out.stderr
     assert not any(s in out.stdout + out.stderr for s in canaries.values())
     assert ("Traceback" in out.stderr) == bool(verbose)
+    assert ("HTTP Request: POST" in out.stderr) == bool(verbose), "request logs only with -v"
     assert files_holding(tmp_path, list(canaries.values())) == []
 
 

@@ -27,6 +27,8 @@ import yaml
 
 from factory.answers import extract_answer, is_correct
 
+pytestmark = pytest.mark.slow  # starts servers or trains models
+
 ROOT = Path(__file__).resolve().parents[1]
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 MAX_NEW, MAX_INPUT = 12, 64

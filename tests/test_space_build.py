@@ -133,6 +133,25 @@ def test_local_demo_after_an_hf_publish_uses_this_machine_s_folders(on_the_hub):
     assert entry.published.target == "hf" and adapter["repo"] == entry.release
 
 
+def test_the_local_demo_after_an_hf_publish_starts_and_answers(on_the_hub):
+    """The app itself, started from that folder as `cot-factory demo` does: it loads the base
+    and the adapter and answers through its API (it used to crash on the adapter's `repo: null`)."""
+    from gradio_client import Client
+    from test_space_app import start_space
+
+    hub_recipe, home, _ = on_the_hub
+    running = start_space(space_folder(hub_recipe, home, "local"))
+    try:
+        client = Client(running.url, verbose=False, analytics_enabled=False, download_files=False)
+        final = client.submit("What is 2 + 3?", None, 4, api_name="/answer").result(timeout=120)
+        records = final[-1]
+        assert [r["student"] for r in records] == ["tiny (base)", "answer-only"]
+        board = client.predict(api_name="/leaderboard")
+        assert [row["config"] for row in board] == ["answer-only"]
+    finally:
+        running.stop()
+
+
 def test_a_space_without_published_students_says_how_to_publish_them(tmp_path, tiny_model_dir):
     recipe = load_recipe(toy_recipe(tmp_path, tiny_model_dir, name="unpublished"))
     home = tmp_path / "home"

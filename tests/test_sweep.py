@@ -19,6 +19,8 @@ from factory.report import RunResult, recommend
 from factory.run import sweep
 from factory.stats import wilson_interval
 
+pytestmark = pytest.mark.slow  # starts servers or trains models
+
 PNG = b"\x89PNG\r\n\x1a\n"
 
 

@@ -19,6 +19,8 @@ from factory.recipe import load_recipe
 from factory.run import build_dataset
 from factory.teachers import TeacherError
 
+pytestmark = pytest.mark.slow  # starts servers or trains models
+
 BAD_ANSWERS = {  # fault (tests/fake_openai.py) -> the class it is counted as
     "html": "HTML page",
     "sse": "SSE stream",

@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 from tiny import EOS, build_tiny_model, start_transformers_serve
 
+pytestmark = pytest.mark.slow  # starts servers or trains models
+
 PROBLEM = [{"role": "user", "content": "Ann has 3 apples. Ben gives her 4 more. How many now?"}]
 SOLUTION = [{"role": "assistant", "content": "Step 1: 3 + 4 = 7.\nThe answer is 7."}]
 
@@ -73,7 +75,6 @@ def client(openai_server):
     return OpenAI(base_url=openai_server.base_url, api_key="x", max_retries=0, timeout=60)
 
 
-@pytest.mark.slow
 def test_served_chat_completion_has_text_and_usage(openai_server, client):
     response = client.chat.completions.create(
         model=openai_server.model, messages=PROBLEM, max_tokens=12, temperature=0
@@ -88,7 +89,6 @@ def test_served_chat_completion_has_text_and_usage(openai_server, client):
     assert response.usage.total_tokens == total
 
 
-@pytest.mark.slow
 def test_served_max_tokens_truncates_with_length(openai_server, client):
     response = client.chat.completions.create(
         model=openai_server.model, messages=PROBLEM, max_tokens=5, temperature=0
@@ -98,7 +98,6 @@ def test_served_max_tokens_truncates_with_length(openai_server, client):
     assert response.usage.completion_tokens == 5
 
 
-@pytest.mark.slow
 def test_served_greedy_requests_are_identical(openai_server, client):
     def ask() -> str:
         response = client.chat.completions.create(
@@ -109,7 +108,6 @@ def test_served_greedy_requests_are_identical(openai_server, client):
     assert ask() == ask()
 
 
-@pytest.mark.slow
 def test_serve_failure_reports_the_server_log(tmp_path: Path):
     with pytest.raises(RuntimeError, match="exited with code") as error:
         start_transformers_serve(tmp_path / "no-such-model", timeout=60)

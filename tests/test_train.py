@@ -20,6 +20,8 @@ from factory.run import build_dataset
 from factory.sources import Problem
 from factory.train import check_training, sft_trainer, train_student
 
+pytestmark = pytest.mark.slow  # starts servers or trains models
+
 ROOT = Path(__file__).resolve().parents[1]
 LINEAR = [f"self_attn.{m}_proj" for m in "qkvo"] + [f"mlp.{m}_proj" for m in ("gate", "up", "down")]
 FAST_SFT = {

@@ -26,6 +26,8 @@ from test_train import toy_recipe
 from factory.recipe import load_recipe
 from factory.train import train_student
 
+pytestmark = pytest.mark.slow  # starts servers or trains models
+
 # 16 rows, batch 4: 4 steps an epoch, 12 in all; checkpoints at steps 4, 8 and 12.
 SFT = {"num_train_epochs": 3, "save_steps": 4, "save_total_limit": 2}
 KILLED = 17
