@@ -245,7 +245,8 @@ def test_transient_failures_are_retried(fault, fake_hub, tmp_path, home):
     fake_hub.fail_next(fault, count=2, path_contains="/commit/")
     published = publish_dataset(recipe, home)
     assert published.created
-    assert load_dataset(published.repo_id, "answer-only", split="train", revision=recipe.tag)
+    rows = load_dataset(published.repo_id, "answer-only", split="train", revision=recipe.tag)
+    assert len(rows) == 4 and rows[0]["completion"][0]["content"].startswith("The answer is")
 
 
 def test_rate_limits_wait_as_long_as_the_hub_asks(fake_hub, monkeypatch, tmp_path, home):
