@@ -3,20 +3,40 @@
 Reads every finished run of a recipe (student x config x seed), pools seeds, and writes a
 Markdown report with PNG plots as in the paper: accuracy against granularity per student with
 95% interval bars and the base model as a reference line, accuracy by format and by teacher, a
-table of every run, and a recommendation per student that says plainly when the best
-configuration is not separated from the next by more than the intervals.
+table of every run, paired comparisons of the student's configs and base model on the same test
+problems (`factory.comparisons`), and a recommendation per student that says which differences
+are significant after Holm's correction and which are within the noise.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import statistics
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from factory.comparisons import (
+    ALPHA,
+    ANSWER_ONLY,
+    BASE,
+    METHODS,
+    Comparison,
+    Outcomes,
+    between,
+    compare_all,
+    ranked,
+    recommend,
+)
+from factory.files import read_jsonl
 from factory.manifest import Manifest
-from factory.paths import EVAL_METRICS, REPORT, REPORT_RESULTS, TRAINING_METRICS, RunFolder
+from factory.paths import (
+    EVAL_METRICS,
+    PREDICTIONS,
+    REPORT,
+    REPORT_RESULTS,
+    TRAINING_METRICS,
+    RunFolder,
+)
 from factory.recipe import Recipe
 from factory.stats import wilson_interval
 
@@ -103,74 +123,30 @@ def _read(path: Path) -> dict | None:
         return None
 
 
-def recommend(results: list[RunResult], base: dict | None = None) -> dict:
-    """The best configuration of one student: how far ahead of the others it is, which of them
-    are within the sampling noise of it, and its lift over the untrained base model."""
-    ranked = sorted(results, key=lambda r: r.accuracy, reverse=True)
-    best = ranked[0]
-    tied = [r for r in ranked if math.isclose(r.accuracy, best.accuracy)]
-    below = ranked[len(tied) :]
-    names = " and ".join(f"`{r.config}`" for r in tied)
-    advice = {"best": best.config, "tied": [r.config for r in tied[1:]]}
-    if not below:
-        text = (
-            f"{names} tie at {_pct(best.accuracy)}: nothing separates them."
-            if len(tied) > 1
-            else f"`{best.config}` ({_pct(best.accuracy)}) is the only configuration measured."
-        )
-        advice.update(runner_up=None, margin=None, separated=None)
-    else:
-        second = below[0]
-        margin = best.accuracy - second.accuracy
-        separated = best.ci95[0] > second.ci95[1]
-        verdict = (
-            "its 95% interval lies above the runner-up's, so the difference is larger than "
-            "the sampling noise"
-            if separated
-            else "the 95% intervals overlap, so this difference is not larger than the "
-            "sampling noise: treat the top configurations as tied and measure on more test "
-            "problems or seeds before choosing"
-        )
-        lead = (
-            f"{names} tie at {_pct(best.accuracy)} and beat"
-            if len(tied) > 1
-            else f"`{best.config}` ({_pct(best.accuracy)}) beats"
-        )
-        text = (
-            f"{lead} the runner-up `{second.config}` ({_pct(second.accuracy)}) by "
-            f"{100 * margin:.1f} points; {verdict}."
-        )
-        noise = [r.config for r in below if r.ci95[1] >= best.ci95[0]]
-        clear = [r.config for r in below if r.ci95[1] < best.ci95[0]]
-        if noise:
-            text += f" Within the noise of the best: {_names(noise)}."
-        if clear:
-            text += f" Clearly below it (interval entirely under the best's): {_names(clear)}."
-        advice.update(
-            runner_up=second.config,
-            margin=round(margin, 4),
-            separated=separated,
-            within_noise=noise,
-            clearly_below=clear,
-        )
-    if base:
-        lift = best.accuracy - base["accuracy"]
-        beyond = best.ci95[0] > base["ci95"][1]
-        text += (
-            f" Over the untrained base model ({_pct(base['accuracy'])}): {100 * lift:+.1f} "
-            f"points, {'beyond' if beyond else 'within'} the sampling noise."
-        )
-        advice.update(lift_over_base=round(lift, 4), beyond_base_noise=beyond)
-    return {**advice, "text": text}
-
-
-def _names(configs: list[str]) -> str:
-    return ", ".join(f"`{c}`" for c in configs)
+def paired(run: RunFolder, results: list[RunResult], bases: dict) -> dict[str, list]:
+    """Per student, the comparisons of every pair of its configs and base model (Holm's
+    correction over that family), from the predictions of the seeds `collect` pooled."""
+    comparisons = {}
+    for student in sorted({r.student for r in results}):
+        arms = {
+            r.config: Outcomes.pooled(
+                [read_jsonl(run.evaluation(student, r.config, s) / PREDICTIONS) for s in r.seeds]
+            )
+            for r in results
+            if r.student == student
+        }
+        order = ranked(_accuracies(results, student))
+        if student in bases:
+            arms[BASE] = Outcomes.pooled([read_jsonl(run.base_eval(student) / PREDICTIONS)])
+            order.append(BASE)
+        comparisons[student] = compare_all(arms, order)
+    return comparisons
 
 
 def write_report(recipe: Recipe, run: RunFolder) -> Path:
     """Write `report.md`, `results.json` and the plots into the run's `report/` folder."""
     results, bases = collect(run)
+    comparisons = paired(run, results, bases)
     out = run.report
     out.mkdir(parents=True, exist_ok=True)
     students = sorted({r.student for r in results})
@@ -179,30 +155,34 @@ def write_report(recipe: Recipe, run: RunFolder) -> Path:
         mine = [r for r in results if r.student == student]
         base = bases.get(student, {}).get("accuracy")
         plots[student] = _plots(mine, base, out, student)
-    recommendations = {
-        s: recommend([r for r in results if r.student == s], bases.get(s)) for s in students
+    recommendations = {s: recommend(_accuracies(results, s), comparisons[s]) for s in students}
+    document = {
+        "recipe": recipe.name,
+        "tag": recipe.tag,
+        "runs": [{**asdict(r), "accuracy": r.accuracy, "spread": r.spread} for r in results],
+        "base": bases,
+        "recommendations": recommendations,
+        "comparisons": {s: [asdict(c) for c in comparisons[s]] for s in students},
+        "comparison_methods": METHODS,
     }
-    (out / REPORT_RESULTS).write_text(
-        json.dumps(
-            {
-                "recipe": recipe.name,
-                "tag": recipe.tag,
-                "runs": [
-                    {**asdict(r), "accuracy": r.accuracy, "spread": r.spread} for r in results
-                ],
-                "base": bases,
-                "recommendations": recommendations,
-            },
-            indent=2,
-        )
-        + "\n"
+    (out / REPORT_RESULTS).write_text(json.dumps(document, indent=2) + "\n")
+    (out / REPORT).write_text(
+        render_markdown(recipe, results, bases, recommendations, plots, comparisons)
     )
-    (out / REPORT).write_text(render_markdown(recipe, results, bases, recommendations, plots))
     return out
 
 
+def _accuracies(results: list[RunResult], student: str) -> dict[str, float]:
+    return {r.config: r.accuracy for r in results if r.student == student}
+
+
 def render_markdown(
-    recipe: Recipe, results: list[RunResult], bases: dict, recommendations: dict, plots: dict
+    recipe: Recipe,
+    results: list[RunResult],
+    bases: dict,
+    recommendations: dict,
+    plots: dict,
+    comparisons: dict,
 ) -> str:
     lines = [
         f"# Results: {recipe.name}",
@@ -213,6 +193,7 @@ def render_markdown(
     ]
     for student, advice in recommendations.items():
         base = bases.get(student)
+        mine = [r for r in results if r.student == student]
         lines += [f"## {student}", "", f"**Recommendation.** {advice['text']}", ""]
         if base:
             lines += [
@@ -221,7 +202,8 @@ def render_markdown(
                 "",
             ]
         lines += [f"![{name}]({file})" for name, file in plots[student].items()] + [""]
-        lines += _table([r for r in results if r.student == student]) + [""]
+        lines += _table(mine) + [""]
+        lines += _comparison_table(_accuracies(results, student), comparisons[student]) + [""]
     return "\n".join(lines)
 
 
@@ -237,6 +219,41 @@ def _table(results: list[RunResult]) -> list[str]:
             f"| `{r.config}` | {r.teacher} | {_num(r.mean_steps)} | {_num(r.mean_tokens)} | "
             f"{teacher} | {_pct(r.accuracy)} | {_interval(r.ci95)} | "
             f"{len(r.seeds)} (±{100 * r.spread:.1f}) | {r.train_seconds / 60:.1f} min |"
+        )
+    return rows
+
+
+def _shown(accuracies: dict[str, float], comparisons: list[Comparison]) -> list[Comparison]:
+    """The best against each other config, each config against `answer-only` and against the
+    base model, once each; every pair is in results.json."""
+    order = ranked(accuracies)
+    pairs = [(order[0], c) for c in order[1:]] + [(c, ANSWER_ONLY) for c in order]
+    shown: dict[frozenset, Comparison] = {}
+    for a, b in pairs + [(c, BASE) for c in order]:
+        c = between(comparisons, a, b)
+        if c and frozenset((a, b)) not in shown:
+            shown[frozenset((a, b))] = c
+    return list(shown.values())
+
+
+def _comparison_table(accuracies: dict[str, float], comparisons: list[Comparison]) -> list[str]:
+    rows = [
+        "**Paired comparisons** on the test problems both sides evaluated: difference in "
+        "accuracy (points) with a 95% adjusted Wald interval; p from an exact McNemar test (one "
+        "evaluation each) or an exact sign-flip test on each problem's share of seeds right; "
+        f"Holm's correction over all {len(comparisons)} comparisons of this student, significant "
+        f"where the adjusted p <= {ALPHA}. Every pair is in `results.json`.",
+        "",
+        "| comparison | problems | accuracies | difference | 95% interval | better on | "
+        "p | Holm p | verdict |",
+        "|---|---:|---|---:|---|---|---:|---:|---|",
+    ]
+    for c in _shown(accuracies, comparisons):
+        rows.append(
+            f"| `{c.a}` vs `{c.b}` | {c.n} | {_pct(c.accuracy_a)} vs {_pct(c.accuracy_b)} | "
+            f"{100 * c.difference:+.1f} | [{100 * c.ci95[0]:+.1f}, {100 * c.ci95[1]:+.1f}] | "
+            f"{c.a_better} / {c.b_better} | {c.p:.3g} | {c.p_holm:.3g} | "
+            f"{'significant' if c.significant else 'noise'} |"
         )
     return rows
 

@@ -1,10 +1,11 @@
 """Sweeps and reports on a tiny model: every run trained and evaluated, a re-run trains nothing,
-the report's tables and plots match the runs, recommendations say when differences are noise."""
+the report's tables, paired comparisons and plots match the runs' files."""
 
 from __future__ import annotations
 
+import itertools
 import json
-import re
+import shutil
 import subprocess
 import sys
 
@@ -12,12 +13,14 @@ import pytest
 import yaml
 from test_train import toy_recipe
 
+from factory.evaluate import summarize
+from factory.files import read_jsonl, write_json, write_jsonl
 from factory.paths import TRAINING_METRICS as DONE
 from factory.paths import RunFolder
 from factory.recipe import load_recipe
-from factory.report import RunResult, recommend
+from factory.report import RunResult, write_report
 from factory.run import sweep
-from factory.stats import wilson_interval
+from factory.stats import holm, wilson_interval
 
 pytestmark = pytest.mark.slow  # starts servers or trains models
 
@@ -111,6 +114,127 @@ def test_report_tables_match_the_runs_metrics(swept):
     assert "**Recommendation.**" in text
 
 
+def shares(folders) -> tuple[int, dict]:
+    """Seeds and, per problem every seed evaluated, how many of them got it right."""
+    marks = [{r["id"]: r["correct"] for r in read_jsonl(f / "predictions.jsonl")} for f in folders]
+    ids = set.intersection(*(set(m) for m in marks))
+    return len(marks), {i: sum(m[i] for m in marks) for i in ids}
+
+
+def sign_flip_by_enumeration(diffs: list[float]) -> float:
+    """The sign-flip p-value by listing every sign vector (few problems here)."""
+    nonzero = [d for d in diffs if d]
+    sums = [
+        sum(s * d for s, d in zip(signs, nonzero, strict=True))
+        for signs in itertools.product((1, -1), repeat=len(nonzero))
+    ]
+    return sum(abs(t) >= abs(sum(nonzero)) - 1e-9 for t in sums) / len(sums)
+
+
+def test_report_comparisons_match_the_prediction_files(swept):
+    _, home, report = swept
+    run = next((home / "runs").glob("sweepy-*"))
+    results = json.loads((report / "results.json").read_text())
+    arms = {
+        c: shares([run / f"students/tiny/{c}/seed-{s}/eval" for s in (0, 1)])
+        for c in ("answer-only", "reference")
+    }
+    arms["base"] = shares([run / "students/tiny/base"])
+    comparisons = results["comparisons"]["tiny"]
+    assert {frozenset((c["a"], c["b"])) for c in comparisons} == {
+        frozenset(pair) for pair in itertools.combinations(arms, 2)
+    }
+    for c in comparisons:
+        (ka, a), (kb, b) = arms[c["a"]], arms[c["b"]]
+        diffs = [a[i] / ka - b[i] / kb for i in a]
+        assert (c["n"], c["seeds"], c["test"]) == (8, [ka, kb], "exact sign-flip")
+        assert c["accuracy_a"] == pytest.approx(sum(a.values()) / (8 * ka))
+        assert c["difference"] == pytest.approx(sum(diffs) / 8)
+        assert (c["a_better"], c["b_better"]) == (
+            sum(d > 0 for d in diffs),
+            sum(d < 0 for d in diffs),
+        )
+        assert c["p"] == pytest.approx(sign_flip_by_enumeration(diffs))
+    assert [c["p_holm"] for c in comparisons] == holm([c["p"] for c in comparisons])
+    assert results["comparison_methods"]["alpha"] == 0.05
+    assert "**Paired comparisons**" in (report / "report.md").read_text()
+
+
+def rewrite(folder, marks: list[bool]) -> None:
+    """Give an evaluation these answers, in problem order (fewer marks: fewer problems)."""
+    rows = read_jsonl(folder / "predictions.jsonl")
+    rows = [{**row, "correct": ok} for row, ok in zip(rows[: len(marks)], marks, strict=True)]
+    write_jsonl(folder / "predictions.jsonl", rows)
+    write_json(folder / "eval_results.json", summarize(rows))
+
+
+def test_report_compares_seed_pooled_answers_aligned_by_problem(swept, tmp_path):
+    """The sweep's folders with answers set by hand: 8 problems, base model right on none,
+    `reference` right on all in both seeds but seed 1 evaluated only the first 7, `answer-only`
+    right on p0 in seed 0 and on p0, p1 in seed 1."""
+    recipe, home, _ = swept
+    run = next((home / "runs").glob("sweepy-*"))
+    copy = tmp_path / "run"
+    shutil.copytree(run / "students", copy / "students", ignore=shutil.ignore_patterns("adapter"))
+    shutil.copy(run / "manifest.json", copy / "manifest.json")
+    tiny = copy / "students/tiny"
+    rewrite(tiny / "base", [False] * 8)
+    rewrite(tiny / "reference/seed-0/eval", [True] * 8)
+    rewrite(tiny / "reference/seed-1/eval", [True] * 7)
+    rewrite(tiny / "answer-only/seed-0/eval", [True] + [False] * 7)
+    rewrite(tiny / "answer-only/seed-1/eval", [True, True] + [False] * 6)
+    report = write_report(recipe, RunFolder(copy))
+    results = json.loads((report / "results.json").read_text())
+    got = {(c["a"], c["b"]): c for c in results["comparisons"]["tiny"]}
+    assert list(got) == [
+        ("reference", "answer-only"),
+        ("reference", "base"),
+        ("answer-only", "base"),
+    ]
+    # reference vs answer-only on p0..p6 (p7: seed 1 of reference lacks it), in quarters
+    # d = 2*2 - 2*(2, 1, 0, 0, 0, 0, 0) = (0, 2, 4, 4, 4, 4, 4): mean 22/28 = 11/14; only the
+    # all-plus and all-minus signs of the six nonzero reach |22|: p = 2/64. Interval: d as
+    # fractions sum 5.5, squares 0.25 + 5 = 5.25, n' = 9: mean 0.6111, variance
+    # 6.25/9 - 0.6111^2 = 0.32099, 1.96 sqrt(0.32099/9) = 0.37015 -> [0.2410, 0.9813]
+    c = got[("reference", "answer-only")]
+    assert (c["n"], c["seeds"], c["a_better"], c["b_better"]) == (7, [2, 2], 6, 0)
+    assert (c["accuracy_a"], c["difference"]) == (1.0, pytest.approx(11 / 14))
+    assert (c["p"], c["ci95"]) == (0.03125, [0.241, 0.9813])
+    # reference vs base on p0..p6: d = 1 on all 7: p = 2/128; interval 7/9 +- 1.96 sqrt((8/9 -
+    # 49/81)/9) = 0.7778 +- 0.3481, clipped at 1
+    c = got[("reference", "base")]
+    assert (c["n"], c["seeds"], c["a_better"], c["difference"]) == (7, [2, 1], 7, 1.0)
+    assert (c["p"], c["ci95"]) == (0.015625, [0.4296, 1.0])
+    # answer-only vs base on all 8: d = (1, 0.5, 0, ...), in halves (2, 1): signs give 3, 1,
+    # -1, -3, p = 2/4; sum 1.5, squares 1.25, n' = 10: 0.15 +- 1.96 sqrt((2.25/10 - 0.0225)/10)
+    c = got[("answer-only", "base")]
+    assert (c["n"], c["accuracy_a"], c["difference"], c["a_better"]) == (8, 3 / 16, 3 / 16, 2)
+    assert (c["p"], c["ci95"]) == (0.5, [-0.1289, 0.4289])
+    # Holm over the 3: 0.015625 * 3 = 0.046875, 0.03125 * 2 = 0.0625, 0.5 * 1 = 0.5
+    assert [c["p_holm"] for c in got.values()] == [0.0625, 0.046875, 0.5]
+    assert [c["significant"] for c in got.values()] == [False, True, False]
+    advice = results["recommendations"]["tiny"]
+    assert advice["best"] == "reference" and advice["separated"] is False
+    assert advice["within_noise"] == ["answer-only"] and advice["beyond_base_noise"] is True
+    assert "Holm-adjusted p = 0.0625): treat the top configurations as tied" in advice["text"]
+    assert (
+        "+100.0 points, significant (paired test on 7 problems, Holm-adjusted p = 0.0469)"
+        in (advice["text"])
+    )
+    text = (report / "report.md").read_text()
+    assert "Holm's correction over all 3 comparisons of this student" in text
+    for row in (
+        "| `reference` vs `answer-only` | 7 | 100.0% vs 21.4% | +78.6 | [+24.1, +98.1] | 6 / 0 | "
+        "0.0312 | 0.0625 | noise |",
+        "| `reference` vs `base` | 7 | 100.0% vs 0.0% | +100.0 | [+43.0, +100.0] | 7 / 0 | "
+        "0.0156 | 0.0469 | significant |",
+        "| `answer-only` vs `base` | 8 | 18.8% vs 0.0% | +18.8 | [-12.9, +42.9] | 2 / 0 | 0.5 | "
+        "0.5 | noise |",
+    ):
+        assert row in text
+    assert "| `reference` | " in text and "| 100.0% | [" in text, "the run table is still there"
+
+
 def test_report_plots_are_pngs_with_the_expected_series(swept):
     from factory.plots import accuracy_by_level
     from factory.report import collect
@@ -149,34 +273,6 @@ def run_result(config, correct, total, level=None, fmt=None, teacher="t"):
         0.99,
         ci95=[round(x, 4) for x in wilson_interval(correct, total)],
     )
-
-
-def test_recommendation_says_plainly_when_the_difference_is_noise():
-    close = recommend([run_result("cot-L1", 50, 300), run_result("cot-L3", 53, 300)])
-    assert close["best"] == "cot-L3" and close["separated"] is False
-    assert "not larger than the sampling noise" in close["text"]
-    clear = recommend([run_result("cot-L1", 20, 300), run_result("cot-L3", 90, 300)])
-    assert clear["separated"] is True and "larger than the sampling noise" in clear["text"]
-    assert re.search(r"by 23\.3 points", clear["text"])
-
-
-def test_recommendation_names_ties_the_noise_band_and_the_lift_over_base():
-    runs = [
-        run_result("cot-L2", 42, 300),
-        run_result("cot-L3", 42, 300),
-        run_result("cot-L1", 35, 300),
-        run_result("answer-only", 10, 300),
-    ]
-    base = {"accuracy": 6 / 300, "ci95": [round(x, 4) for x in wilson_interval(6, 300)]}
-    advice = recommend(runs, base)
-    assert advice["best"] == "cot-L2" and advice["tied"] == ["cot-L3"]
-    assert advice["runner_up"] == "cot-L1" and advice["margin"] == round(7 / 300, 4)
-    assert advice["within_noise"] == ["cot-L1"] and advice["clearly_below"] == ["answer-only"]
-    assert advice["lift_over_base"] == 0.12 and advice["beyond_base_noise"] is True
-    assert advice["text"].startswith("`cot-L2` and `cot-L3` tie at 14.0% and beat the runner-up")
-    assert "Over the untrained base model (2.0%): +12.0 points, beyond" in advice["text"]
-    only_ties = recommend(runs[:2])
-    assert only_ties["text"] == "`cot-L2` and `cot-L3` tie at 14.0%: nothing separates them."
 
 
 def test_granularity_and_format_plots_draw_one_series_per_teacher_and_format(tmp_path):
