@@ -8,13 +8,16 @@ The folder is written next to its destination and renamed into place, so it is a
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import shutil
 from collections import Counter
 from pathlib import Path
 from statistics import mean
 
 from factory.cards import render_dataset_card
+from factory.contamination import counts
 from factory.prompts import student_messages
 from factory.recipe import DROP_REASONS, Recipe, plan_configs
 from factory.shards import (
@@ -31,6 +34,7 @@ def build(
     recipe: Recipe, problems: dict[str, list[Problem]], traces: list[dict], out: Path
 ) -> dict:
     """Write the dataset folder; returns per-config statistics."""
+    traces = traces + mixture_traces(recipe, traces)
     stats = config_stats(recipe, problems["train"], traces)
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -63,9 +67,36 @@ def build(
     return stats
 
 
+def mixture_traces(recipe: Recipe, traces: list[dict]) -> list[dict]:
+    """The rows of every mixture config: the kept rows of its members (a share of each, drawn
+    the same way every time), deduplicated by question and text, each naming its source."""
+    mixed = []
+    for plan in plan_configs(recipe):
+        seen: set[tuple[str, str]] = set()
+        for member, share in plan.members:
+            rows = [t for t in traces if t["config"] == member and t["drop_reason"] is None]
+            for trace in _share(rows, share):
+                key = (trace["question"], " ".join(trace["completion"].split()))
+                if key not in seen:
+                    seen.add(key)
+                    mixed.append({**trace, "config": plan.name, "source_config": member})
+    return mixed
+
+
+def _share(rows: list[dict], share: float) -> list[dict]:
+    """`share` of `rows`, chosen by a hash of problem and sample: stable across runs."""
+    if share >= 1:
+        return rows
+    ranked = sorted(
+        rows, key=lambda t: hashlib.sha256(f"{t['problem_id']}/{t['sample']}".encode()).digest()
+    )
+    return ranked[: math.ceil(share * len(rows))]
+
+
 def config_stats(recipe: Recipe, train: list[Problem], traces: list[dict]) -> dict[str, dict]:
-    """Per config: what the teacher produced, what was kept, why the rest was dropped."""
-    stats = {}
+    """Per config: what the teacher produced, what was kept, why the rest was dropped, which
+    evaluation sets its questions appear in; a mixture's rows per source config."""
+    stats, contaminated = {}, counts(traces)
     for plan in plan_configs(recipe):
         rows = [t for t in traces if t["config"] == plan.name]
         kept = [t for t in rows if t["drop_reason"] is None]
@@ -78,11 +109,16 @@ def config_stats(recipe: Recipe, train: list[Problem], traces: list[dict]) -> di
             "problems_missing": len(train) - len({t["problem_id"] for t in rows}),
             "traces": len(rows),
             "kept": len(kept),
-            "dropped": {r: dropped[r] for r in DROP_REASONS if dropped[r]},
+            "dropped": {r: dropped[r] for r in (*DROP_REASONS, "contaminated") if dropped[r]},
             "teacher_accuracy": round(mean(t["correct"] for t in rows), 4) if rows else None,
             "mean_steps": round(mean(t["num_steps"] for t in kept), 2) if kept else None,
             "mean_tokens": round(mean(t["num_tokens"] for t in kept), 1) if kept else None,
+            "contamination": contaminated.get(plan.name, {}),
         }
+        if plan.members:
+            composition = Counter(t["source_config"] for t in kept)
+            stats[plan.name]["composition"] = {m: composition[m] for m, _ in plan.members}
+            stats[plan.name]["teacher_accuracy"] = None  # its rows were all verified already
     return stats
 
 
@@ -105,4 +141,6 @@ def _row(trace: dict, task: str) -> dict:
         "num_tokens": trace["num_tokens"],
         "finish_reason": trace["finish_reason"],
         "raw_output": trace["raw_output"],
+        "source_config": trace.get("source_config", trace["config"]),
+        "contaminated_by": trace.get("contaminated_by", []),
     }

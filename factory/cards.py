@@ -93,6 +93,8 @@ def _dataset_card_vars(recipe: Recipe, stats, split_sizes, samples, configs) -> 
         "test_problems": split_sizes.get("test", 0),
         "drop_reasons": recipe.cot.drop,
         "missing_note": _missing_note(missing),
+        "mixture_lines": _mixture_lines(stats),
+        "decontamination_note": _decontamination_note(recipe, stats),
         "default_config": configs[0]["config_name"],
         "task": recipe.source.task,
         "source_text": _source_text(recipe.source),
@@ -109,6 +111,34 @@ def _dataset_card_vars(recipe: Recipe, stats, split_sizes, samples, configs) -> 
         "recipe_text": recipe.path.read_text().strip() if recipe.path else "",
         "version": __version__,
     }
+
+
+def _mixture_lines(stats: dict) -> list[str]:
+    """`mix-L2-L4` = `cot-L2` 690 + `cot-L3` 681 rows, for every mixture config."""
+    return [
+        f"`{name}` = " + " + ".join(f"`{m}` {n}" for m, n in s["composition"].items()) + " rows"
+        for name, s in stats.items()
+        if "composition" in s
+    ]
+
+
+def _decontamination_note(recipe: Recipe, stats: dict) -> str:
+    """What decontamination checked, and the rows per config whose question an evaluation set
+    also holds."""
+    spec = recipe.cot.decontaminate
+    sets = ", ".join(f"`{n}`" for n in ["test", *(e.name for e in spec.against)])
+    found = {n: s["contamination"] for n, s in stats.items() if s.get("contamination")}
+    what = "dropped" if spec.action == "drop" else "kept and flagged in `contaminated_by`"
+    head = (
+        f"**Decontamination**: every training question was checked against {sets} (the same "
+        f"normalised text, or a shared run of {spec.ngram} words)"
+    )
+    if not found:
+        return f"{head}: no match."
+    parts = "; ".join(
+        f"`{n}`: " + ", ".join(f"{k} in `{e}`" for e, k in c.items()) for n, c in found.items()
+    )
+    return f"{head}. Rows whose question matched ({what}): {parts}."
 
 
 def _stat_view(s: dict) -> dict:

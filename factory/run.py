@@ -54,6 +54,7 @@ def build_dataset(recipe: Recipe, home: Path) -> Built:
     """source -> generate -> verify -> build, each stage's output kept in the run folder."""
     from factory.build import build
     from factory.cache import GenerationCache
+    from factory.contamination import index_for, mark
     from factory.generate import generate
     from factory.sources import load_problems
     from factory.verify import verify
@@ -72,6 +73,9 @@ def build_dataset(recipe: Recipe, home: Path) -> Built:
     finally:
         cache.close()
     traces = verify(traces, recipe.source.task, recipe.cot.drop)
+    traces = mark(
+        traces, index_for(recipe.cot.decontaminate, problems), recipe.cot.decontaminate.action
+    )
     write_jsonl(run.traces, traces)
     stats = build(recipe, problems, traces, run.dataset)
     seconds = time.perf_counter() - start

@@ -51,6 +51,8 @@ COT_FEATURES = {
     "num_tokens": "int32",
     "finish_reason": "string",
     "raw_output": "string",
+    "source_config": "string",
+    "contaminated_by": "strings",
 }
 PROBLEM_FEATURES = {
     "id": "string",

@@ -262,3 +262,22 @@ def read_problems(path: Path) -> list[Problem]:
     """Problems as the run folder keeps them: one JSON object per line."""
     with path.open(encoding="utf-8") as f:
         return [Problem(**json.loads(line)) for line in f if line.strip()]
+
+
+def eval_questions(eval_set) -> list[str]:
+    """The questions of an evaluation set (`cot.decontaminate.against`): a local file's rows or
+    a Hub dataset split, the column it names."""
+    where = eval_set.files or f"Hub dataset {eval_set.hub!r} split {eval_set.split!r}"
+    if eval_set.files:
+        rows = read_table(Path(eval_set.files))
+    else:
+        from datasets import load_dataset
+
+        try:
+            rows = load_dataset(eval_set.hub, eval_set.subset, split=eval_set.split)
+        except Exception as err:
+            raise SourceError(f"{where}: {str(err).splitlines()[0]}") from None
+    questions = [row.get(eval_set.column) for row in rows]
+    if not questions or any(not isinstance(q, str) for q in questions):
+        raise SourceError(f"{where}: column {eval_set.column!r} must hold a question in every row")
+    return questions

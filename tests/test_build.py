@@ -77,6 +77,7 @@ def test_synthetic_build_stats_rows_and_card(tmp_path, home):
         "teacher_accuracy": round(1 / 3, 4),
         "mean_steps": 1,
         "mean_tokens": 11,
+        "contamination": {},
         "teacher_params": None,
     }
 

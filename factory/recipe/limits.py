@@ -23,4 +23,5 @@ MAX_TIMEOUT = 3600.0  # seconds per teacher request
 MAX_SEEDS = 32  # train.seeds
 MAX_TEACHERS = 16
 MAX_STUDENTS = 32
+MAX_MIXTURES = 32
 SEED_END = 2**32  # seeds are 0 <= seed < 2**32, what numpy accepts

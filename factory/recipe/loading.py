@@ -77,6 +77,9 @@ def _input_files(recipe: Recipe) -> list[tuple[tuple, str]]:
     for i, teacher in enumerate(recipe.teacher):
         if isinstance(teacher, ReplayTeacher):
             files += [(("teacher", i, "files", c), f) for c, f in teacher.files.items()]
+    for i, eval_set in enumerate(recipe.cot.decontaminate.against):
+        if eval_set.files:
+            files.append((("cot", "decontaminate", "against", i, "files"), eval_set.files))
     return files
 
 

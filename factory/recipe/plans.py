@@ -16,9 +16,10 @@ class ConfigPlan:
     """One dataset config the recipe builds: who writes its rationales, in which shape."""
 
     name: str
-    teacher: str  # a teacher's name, or `gold` (answer-only) or `reference` (the source's own)
+    teacher: str  # a teacher's name; `gold`, `reference`, or `mixture` (the rows of `members`)
     format: str | None = None
     level: int | None = None
+    members: tuple[tuple[str, float], ...] = ()  # a mixture's (config, share of its rows)
 
     @property
     def shape(self) -> str:
@@ -28,7 +29,7 @@ class ConfigPlan:
 def plan_configs(recipe: Any) -> list[ConfigPlan]:
     """Every dataset config the recipe asks for, in card order: `{format}-L{level}` for each level
     x format of a generating teacher (or each file of a replay teacher), prefixed by the
-    teacher's name when there are several, then `answer-only` and `reference`."""
+    teacher's name when there are several, then `answer-only`, `reference` and the mixtures."""
     several = len(recipe.teacher) > 1
     plans = []
     for spec in recipe.teacher:
@@ -44,6 +45,9 @@ def plan_configs(recipe: Any) -> list[ConfigPlan]:
         plans.append(ConfigPlan("answer-only", "gold"))
     if recipe.cot.reference:
         plans.append(ConfigPlan("reference", "reference"))
+    for name, members in getattr(recipe, "mixtures", {}).items():
+        shares = members if isinstance(members, dict) else dict.fromkeys(members, 1.0)
+        plans.append(ConfigPlan(name, "mixture", members=tuple(shares.items())))
     return plans
 
 

@@ -26,6 +26,7 @@ Format = Literal["cot", "subq", "rar", "sym"]
 DropReason = Literal["truncated", "unparseable", "wrong", "repetitive", "duplicate"]
 DROP_REASONS: tuple[str, ...] = ("truncated", "unparseable", "wrong", "repetitive", "duplicate")
 Seed = Annotated[int, Field(ge=0, lt=limits.SEED_END)]
+Share = Annotated[float, Field(gt=0, le=1)]
 
 
 class RecipeError(ValueError):
@@ -165,6 +166,50 @@ Teacher = Annotated[
 # --- cot, dataset and the later sections ------------------------------------------------------
 
 
+class EvalSet(Strict):
+    """An evaluation set the training questions are checked against: local rows or a Hub
+    dataset split, with the column that holds the question."""
+
+    name: str
+    files: str | None = Field(None, description="a .jsonl, .json, .csv or .parquet file")
+    hub: str | None = Field(None, description="a Hub dataset id")
+    subset: str | None = None
+    split: str = "test"
+    column: str = "question"
+
+    _name = field_validator("name")(lambda name: _valid(name, name_problem))
+
+    @model_validator(mode="after")
+    def _one_place(self) -> EvalSet:
+        if (self.files is None) == (self.hub is None):
+            raise ValueError("give exactly one of `files` and `hub`")
+        return self
+
+
+class Decontamination(Strict):
+    """Training questions that match an evaluation question, by normalised text or a shared
+    word n-gram: counted in the card (`report`) or dropped from the dataset (`drop`). The
+    recipe's own test split is always checked; `against` names more evaluation sets."""
+
+    action: Literal["report", "drop"] = "report"
+    ngram: int = Field(13, ge=4, le=64)
+    against: list[EvalSet] = Field([], max_length=16)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _action_alone(cls, data: Any) -> Any:
+        return {"action": data} if isinstance(data, str) else data
+
+    @field_validator("against")
+    @classmethod
+    def _names(cls, against: list[EvalSet]) -> list[EvalSet]:
+        names = [eval_set.name for eval_set in against]
+        if "test" in names:
+            raise ValueError("`test` is the recipe's own test split: name the set otherwise")
+        unique(names)
+        return against
+
+
 class Cot(Strict):
     levels: list[Annotated[int, Field(ge=1, le=6)]] = [1, 3, 6]
     formats: list[Format] = ["cot"]
@@ -172,6 +217,7 @@ class Cot(Strict):
     reference: bool = False
     samples: int = Field(1, ge=1, le=limits.MAX_SAMPLES)
     drop: list[DropReason] = list(DROP_REASONS)
+    decontaminate: Decontamination = Decontamination()
 
     _unique = field_validator("levels", "formats", "drop")(unique)
 
@@ -229,6 +275,11 @@ class EvalSpec(Strict):
     max_new_tokens: int = Field(256, ge=1, le=limits.MAX_TOKENS)
     batch_size: int = Field(16, ge=1, le=limits.MAX_BATCH)
     limit: int | None = Field(None, ge=1, le=limits.MAX_PROBLEMS)
+    dtype: Literal["auto", "float32", "bfloat16"] = Field(  # left out of dumps (and so of the
+        "auto",  # recipe hash) at its default: recipes that do not set it keep their identity
+        description="the dtype students are evaluated in; auto: see factory/precision.py",
+        exclude_if=lambda dtype: dtype == "auto",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -266,6 +317,12 @@ class Recipe(Strict):
     train: TrainSpec = TrainSpec()
     eval: EvalSpec = EvalSpec()
     space: SpaceSpec = SpaceSpec()
+    mixtures: dict[str, list[str] | dict[str, Share]] = Field(
+        {},
+        max_length=limits.MAX_MIXTURES,
+        description="extra configs, each the union of built configs (a list), or of a share of "
+        "each one's rows (a mapping config -> share in (0, 1])",
+    )
     # Set by load_recipe, not by the YAML.
     path: Path | None = Field(None, exclude=True)
     hash: str = Field("", exclude=True)
@@ -285,6 +342,24 @@ class Recipe(Strict):
                 "no teacher and neither cot.answer_only nor cot.reference: "
                 "the recipe would build no config"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _mixtures_of_built_configs(self) -> Recipe:
+        built = [plan.name for plan in plan_configs(self) if plan.teacher != "mixture"]
+        for name, members in self.mixtures.items():
+            if problem := name_problem(name):
+                raise KeyedError(("mixtures", name), problem)
+            if name in built:
+                raise KeyedError(("mixtures", name), f"{name!r} is already a config of the recipe")
+            if len(members) < 2:
+                raise KeyedError(("mixtures", name), "a mixture needs at least two configs")
+            for member in members:
+                if member not in built:
+                    known = ", ".join(built)
+                    raise KeyedError(
+                        ("mixtures", name), f"{member!r} is not built by this recipe ({known})"
+                    )
         return self
 
     @model_validator(mode="after")

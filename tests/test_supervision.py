@@ -1,0 +1,204 @@
+"""Supervision tools: mixtures of configs and decontamination against evaluation sets, on the
+four-problem synthetic recipe of tests/test_build.py (and a tiny student for a mixture)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from huggingface_hub import DatasetCard
+from test_build import PROBLEMS, synthetic_recipe
+
+from factory.contamination import Index, words
+from factory.recipe import RecipeError, load_recipe
+from factory.run import build_dataset
+from factory.shards import load_config
+
+LONG = (  # an evaluation question sharing a run of 13 words with a longer question, and of 8
+    # with p1's question (11 words)
+    "Before lunch, Ann has 3 apples and buys 4 more. How many apples does she have now, in total"
+)
+
+
+def edit(path: Path, **sections) -> Path:
+    """The recipe at `path` with `sections` set (merged into a section that is a mapping)."""
+    recipe = yaml.safe_load(path.read_text())
+    for key, value in sections.items():
+        if isinstance(value, dict) and isinstance(recipe.get(key), dict) and key != "mixtures":
+            recipe[key].update(value)
+        else:
+            recipe[key] = value
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    return path
+
+
+def with_two_levels(tmp_path: Path) -> Path:
+    """The synthetic recipe with a second replay file, `cot-L3`, whose p1 rationale is the same
+    text as `cot-L2`'s and whose p4 rationale is new."""
+    path = synthetic_recipe(tmp_path)
+    by_id = {p["id"]: p for p in PROBLEMS}
+    level3 = [
+        {"instruction": by_id["p1"]["q"], "output": "  3 + 4 = 7 apples.<br>The answer is 7"},
+        {"instruction": by_id["p4"]["q"], "output": "9 - 2 = 7 stamps left. The answer is 7"},
+    ]
+    (tmp_path / "teacher_l3.json").write_text(json.dumps(level3))
+    recipe = yaml.safe_load(path.read_text())
+    recipe["teacher"]["files"]["cot-L3"] = str(tmp_path / "teacher_l3.json")
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    return path
+
+
+# --- mixtures ---------------------------------------------------------------------------------
+
+
+def test_a_mixture_is_the_union_of_its_configs_deduplicated_with_its_sources(tmp_path, home):
+    path = edit(with_two_levels(tmp_path), mixtures={"mix-cot": ["cot-L2", "cot-L3"]})
+    done = build_dataset(load_recipe(path), home)
+    stats = done.manifest.configs
+    assert (stats["cot-L2"]["kept"], stats["cot-L3"]["kept"]) == (1, 2)
+    rows = load_config(done.run.dataset, "mix-cot")
+    assert len(rows) == 2, "p1's identical rationale appears once"
+    assert sorted(zip(rows["id"], rows["source_config"], strict=True)) == [
+        ("p1", "cot-L2"),
+        ("p4", "cot-L3"),
+    ]
+    assert stats["mix-cot"]["composition"] == {"cot-L2": 1, "cot-L3": 1}
+    assert stats["mix-cot"]["teacher"] == "mixture" and stats["mix-cot"]["level"] is None
+    card = DatasetCard.load(done.run.dataset / "README.md")
+    assert "mix-cot" in {c["config_name"] for c in card.data.configs}
+    assert "`mix-cot` = `cot-L2` 1 + `cot-L3` 1 rows" in card.text
+    assert set(load_config(done.run.dataset, "cot-L2")["source_config"]) == {"cot-L2"}
+
+
+def test_a_mixture_takes_a_stable_share_of_each_config(tmp_path, home):
+    path = edit(with_two_levels(tmp_path), mixtures={"some": {"cot-L3": 1.0, "answer-only": 0.5}})
+    first = load_config(build_dataset(load_recipe(path), home).run.dataset, "some").to_list()
+    assert sum(r["source_config"] == "answer-only" for r in first) == 2, "half of 4, rounded up"
+    assert sum(r["source_config"] == "cot-L3" for r in first) == 2
+    again = load_config(build_dataset(load_recipe(path), tmp_path / "h2").run.dataset, "some")
+    assert again.to_list() == first
+
+
+@pytest.mark.parametrize(
+    ("mixtures", "message"),
+    [
+        ({"mix": ["cot-L2"]}, "a mixture needs at least two configs"),
+        ({"mix": ["cot-L2", "cot-L9"]}, "'cot-L9' is not built by this recipe"),
+        ({"answer-only": ["cot-L2", "cot-L3"]}, "'answer-only' is already a config"),
+        ({"mix": {"cot-L2": 0, "cot-L3": 1}}, "greater than 0"),
+        ({"../up": ["cot-L2", "cot-L3"]}, "is not a safe name"),
+    ],
+)
+def test_bad_mixtures_are_recipe_errors(tmp_path, mixtures, message):
+    path = edit(with_two_levels(tmp_path), mixtures=mixtures)
+    with pytest.raises(RecipeError, match=message) as info:
+        load_recipe(path)
+    assert str(info.value).startswith(f"{path}:") and "mixtures" in str(info.value)
+
+
+@pytest.mark.slow
+def test_a_mixture_trains_like_any_config(tmp_path, tiny_model_dir, home):
+    from test_train import toy_recipe
+
+    from factory.train import train_student
+
+    path = toy_recipe(tmp_path, tiny_model_dir, name="mixed")
+    recipe = yaml.safe_load(path.read_text())
+    recipe["source"]["columns"] = {"rationale": "metadata.expression"}
+    recipe["cot"]["reference"] = True
+    recipe["mixtures"] = {"both": ["answer-only", "reference"]}
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    loaded = load_recipe(path)
+    done = build_dataset(loaded, home)
+    assert done.manifest.configs["both"]["kept"] == 32
+    result = train_student(
+        loaded, loaded.students[0], "both", done.run.dataset, tmp_path / "run", home
+    )
+    assert result.metrics["rows"] == 32 and result.metrics["steps"] > 0
+
+
+# --- decontamination --------------------------------------------------------------------------
+
+
+def test_words_and_the_index_match_normalised_text_and_shared_runs():
+    assert words("Ann's 3 apples, (and) 4!") == ["ann", "s", "3", "apples", "and", "4"]
+    index = Index(ngram=13)
+    index.add("gsm", [LONG])
+    index.add("test", ["A BOX has 10 pens; 6 are taken -- how many are left?"])
+    assert index.matches("Ann has 3 apples and buys 4 more. How many apples does she have now?")
+    assert index.matches("A box has 10 pens. 6 are taken. How many are left") == ["test"]
+    assert index.matches("Tom reads 5 pages a day for 3 days. How many pages?") == []
+    short = Index(ngram=13)
+    short.add("s", ["Ann has 3 apples and buys 4 more"])  # 8 words: only an exact match counts
+    assert short.matches("Ann has 3 apples and buys 4 more, she says") == []
+
+
+def planted(tmp_path: Path, action: str) -> Path:
+    """The synthetic recipe with contamination planted: its test question is p2's in other case
+    and punctuation, and an extra evaluation file holds a question sharing 8 words with p1's
+    (the recipe's n-gram size, here 8)."""
+    path = synthetic_recipe(tmp_path)
+    (tmp_path / "test.jsonl").write_text(
+        json.dumps(
+            {"id": "t1", "q": "a BOX has 10 pens, 6 are taken... How many are LEFT", "a": "4"}
+        )
+        + "\n"
+    )
+    (tmp_path / "gsm.jsonl").write_text(json.dumps({"problem": LONG}) + "\n")
+    against = [{"name": "gsm", "files": str(tmp_path / "gsm.jsonl"), "column": "problem"}]
+    return edit(path, cot={"decontaminate": {"action": action, "ngram": 8, "against": against}})
+
+
+def test_report_flags_contaminated_rows_and_counts_them_in_the_card(tmp_path, home):
+    done = build_dataset(load_recipe(planted(tmp_path, "report")), home)
+    stats = done.manifest.configs
+    assert stats["answer-only"]["contamination"] == {"gsm": 1, "test": 1}
+    assert stats["answer-only"]["kept"] == 4, "report keeps them"
+    rows = {r["id"]: r["contaminated_by"] for r in load_config(done.run.dataset, "answer-only")}
+    assert rows == {"p1": ["gsm"], "p2": ["test"], "p3": [], "p4": []}
+    card = DatasetCard.load(done.run.dataset / "README.md").text
+    assert "checked against `test`, `gsm`" in card and "a shared run of 8 words" in card
+    assert "`answer-only`: 1 in `gsm`, 1 in `test`" in card and "kept and flagged" in card
+
+
+def test_drop_removes_contaminated_rows_with_their_own_reason(tmp_path, home):
+    done = build_dataset(load_recipe(planted(tmp_path, "drop")), home)
+    stats = done.manifest.configs["answer-only"]
+    assert stats["kept"] == 2 and stats["dropped"] == {"contaminated": 2}
+    assert sorted(load_config(done.run.dataset, "answer-only")["id"]) == ["p3", "p4"]
+    assert (
+        "Rows whose question matched (dropped)"
+        in DatasetCard.load(done.run.dataset / "README.md").text
+    )
+
+
+def test_a_clean_build_says_so(tmp_path, home):
+    done = build_dataset(load_recipe(synthetic_recipe(tmp_path)), home)
+    assert all(s["contamination"] == {} for s in done.manifest.configs.values())
+    assert (
+        "checked against `test` (the same normalised text"
+        in DatasetCard.load(done.run.dataset / "README.md").text
+    )
+
+
+@pytest.mark.parametrize(
+    ("against", "message"),
+    [
+        ([{"name": "x"}], "give exactly one of `files` and `hub`"),
+        ([{"name": "x", "files": "a.jsonl", "hub": "o/d"}], "give exactly one of"),
+        ([{"name": "test", "hub": "o/d"}], "`test` is the recipe's own test split"),
+    ],
+)
+def test_bad_evaluation_sets_are_recipe_errors(tmp_path, against, message):
+    path = edit(synthetic_recipe(tmp_path), cot={"decontaminate": {"against": against}})
+    with pytest.raises(RecipeError, match=message):
+        load_recipe(path)
+
+
+def test_the_evaluation_files_count_in_the_build_identity(tmp_path):
+    path = planted(tmp_path, "report")
+    before = load_recipe(path).hash
+    (tmp_path / "gsm.jsonl").write_text(json.dumps({"problem": "Something else."}) + "\n")
+    assert load_recipe(path).hash != before
