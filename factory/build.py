@@ -19,7 +19,7 @@ from statistics import mean
 from factory.cards import render_dataset_card
 from factory.contamination import counts
 from factory.prompts import student_messages
-from factory.recipe import DROP_REASONS, Recipe, plan_configs
+from factory.recipe import DROP_REASONS, Recipe, plan_configs, teacher_name
 from factory.shards import (
     COT_FEATURES,
     PROBLEM_FEATURES,
@@ -97,6 +97,7 @@ def config_stats(recipe: Recipe, train: list[Problem], traces: list[dict]) -> di
     """Per config: what the teacher produced, what was kept, why the rest was dropped, which
     evaluation sets its questions appear in; a mixture's rows per source config."""
     stats, contaminated = {}, counts(traces)
+    teachers = {teacher_name(t): t for t in recipe.teacher}
     for plan in plan_configs(recipe):
         rows = [t for t in traces if t["config"] == plan.name]
         kept = [t for t in rows if t["drop_reason"] is None]
@@ -115,11 +116,29 @@ def config_stats(recipe: Recipe, train: list[Problem], traces: list[dict]) -> di
             "mean_tokens": round(mean(t["num_tokens"] for t in kept), 1) if kept else None,
             "contamination": contaminated.get(plan.name, {}),
         }
+        if plan.teacher in teachers:
+            stats[plan.name]["usage"] = usage(rows, teachers[plan.teacher])
         if plan.members:
             composition = Counter(t["source_config"] for t in kept)
             stats[plan.name]["composition"] = {m: composition[m] for m, _ in plan.members}
             stats[plan.name]["teacher_accuracy"] = None  # its rows were all verified already
     return stats
+
+
+def usage(traces: list[dict], teacher) -> dict:
+    """What asking for these traces took: requests, and the prompt and completion tokens the
+    endpoint counted (`unknown`: traces it sent no usage for), priced when the recipe says how."""
+    known = [t["usage"] for t in traces if t.get("usage")]
+    tokens = {
+        kind: sum(u.get(kind) or 0 for u in known) if known else None
+        for kind in ("prompt_tokens", "completion_tokens")
+    }
+    price = getattr(teacher, "price", None)
+    cost = None
+    if price and known:
+        cost = tokens["prompt_tokens"] * price.input + tokens["completion_tokens"] * price.output
+        cost = round(cost / 1e6, 4)
+    return {"requests": len(traces), **tokens, "unknown": len(traces) - len(known), "cost": cost}
 
 
 def _row(trace: dict, task: str) -> dict:

@@ -94,6 +94,7 @@ def _dataset_card_vars(recipe: Recipe, stats, split_sizes, samples, configs) -> 
         "drop_reasons": recipe.cot.drop,
         "missing_note": _missing_note(missing),
         "mixture_lines": _mixture_lines(stats),
+        "usage_rows": [{"config": n, **s["usage"]} for n, s in stats.items() if "usage" in s],
         "decontamination_note": _decontamination_note(recipe, stats),
         "default_config": configs[0]["config_name"],
         "task": recipe.source.task,

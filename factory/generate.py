@@ -166,6 +166,7 @@ def _trace(
         "messages": request.messages,
         "raw_output": response["text"],
         "finish_reason": response["finish_reason"],
+        "usage": response.get("usage") or {},  # what the endpoint counted; {} when unknown
         **_gold(problem),
     }
 

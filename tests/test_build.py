@@ -78,6 +78,13 @@ def test_synthetic_build_stats_rows_and_card(tmp_path, home):
         "mean_steps": 1,
         "mean_tokens": 11,
         "contamination": {},
+        "usage": {  # replayed rationales come with no usage
+            "requests": 3,
+            "prompt_tokens": None,
+            "completion_tokens": None,
+            "unknown": 3,
+            "cost": None,
+        },
         "teacher_params": None,
     }
 

@@ -202,3 +202,37 @@ def test_the_evaluation_files_count_in_the_build_identity(tmp_path):
     before = load_recipe(path).hash
     (tmp_path / "gsm.jsonl").write_text(json.dumps({"problem": "Something else."}) + "\n")
     assert load_recipe(path).hash != before
+
+
+# --- teacher usage and cost -------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_usage_is_summed_per_config_priced_and_shown_in_the_card(tmp_path, home):
+    """The fake endpoint counts words as tokens in every answer's `usage`; the build sums what
+    it sent, per config, and prices it with `teacher.price`."""
+    from fake_openai import FakeOpenAI
+    from test_generate import fake_teacher, write_recipe
+
+    server = FakeOpenAI().start()
+    try:
+        teacher = fake_teacher(server, price={"input": 2.0, "output": 10.0})
+        path = write_recipe(tmp_path, teacher, train=4, levels=(1, 2))
+        done = build_dataset(load_recipe(path), home)
+        asked = list(server.requests)
+        again = build_dataset(load_recipe(path), home)
+    finally:
+        server.stop()
+    assert len(asked) == 8 and len(server.requests) == 8, "the re-run asks nothing"
+    for level in (1, 2):
+        bodies = [b for b in asked if f"level {level}" in json.dumps(b["messages"]).lower()]
+        prompt = sum(len(b["messages"][-1]["content"].split()) for b in bodies)
+        usage = done.manifest.configs[f"cot-L{level}"]["usage"]
+        assert usage["requests"] == 4 and usage["unknown"] == 0
+        assert usage["prompt_tokens"] == prompt and usage["completion_tokens"] == 4 * 12
+        assert usage["cost"] == round((prompt * 2.0 + 48 * 10.0) / 1e6, 4)
+    assert again.manifest.configs["cot-L1"]["usage"] == done.manifest.configs["cot-L1"]["usage"]
+    card = DatasetCard.load(done.run.dataset / "README.md").text
+    usage = done.manifest.configs["cot-L1"]["usage"]
+    row = f"| `cot-L1` | 4 | {usage['prompt_tokens']} | 48 | 0 | {usage['cost']} |"
+    assert "**Teacher usage**" in card and row in card

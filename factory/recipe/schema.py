@@ -127,6 +127,13 @@ class Sampling(Named):
     seed: Seed | None = 0
 
 
+class Price(Strict):
+    """What an endpoint charges, in any currency, per million tokens."""
+
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+
+
 class OpenAITeacher(Sampling):
     backend: Literal["openai"]
     name: str | None = None
@@ -136,6 +143,7 @@ class OpenAITeacher(Sampling):
     concurrency: int = Field(8, ge=1, le=limits.MAX_CONCURRENCY)
     max_retries: int = Field(6, ge=0, le=limits.MAX_RETRIES)
     timeout: float = Field(120.0, gt=0, le=limits.MAX_TIMEOUT)
+    price: Price | None = Field(None, description="per million prompt and completion tokens")
 
 
 class TransformersTeacher(Sampling):
