@@ -34,6 +34,7 @@ def build(
     recipe: Recipe, problems: dict[str, list[Problem]], traces: list[dict], out: Path
 ) -> dict:
     """Write the dataset folder; returns per-config statistics."""
+    traces = with_pass_rates(traces)
     traces = traces + mixture_traces(recipe, traces)
     stats = config_stats(recipe, problems["train"], traces)
     tmp = out.with_name(out.name + ".tmp")
@@ -65,6 +66,39 @@ def build(
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
     return stats
+
+
+def with_pass_rates(traces: list[dict]) -> list[dict]:
+    """Every trace with `pass_rate`: the share of its problem's attempts in its config that
+    were kept (how hard the problem was for the teacher)."""
+    attempts, kept = Counter(), Counter()
+    for t in traces:
+        attempts[t["config"], t["problem_id"]] += 1
+        kept[t["config"], t["problem_id"]] += t["drop_reason"] is None
+    return [
+        {
+            **t,
+            "pass_rate": kept[t["config"], t["problem_id"]]
+            / attempts[t["config"], t["problem_id"]],
+        }
+        for t in traces
+    ]
+
+
+def difficulty(traces: list[dict]) -> dict[str, int]:
+    """How many problems the teacher passed never, sometimes (by quarter) and always."""
+    rates = {t["problem_id"]: t["pass_rate"] for t in traces}.values()
+    bins = {"0%": 0, "1-25%": 0, "26-50%": 0, "51-75%": 0, "76-99%": 0, "100%": 0}
+    for rate in rates:
+        label = (
+            "0%"
+            if rate == 0
+            else "100%"
+            if rate == 1
+            else list(bins)[1 + min(3, int(rate * 4 - 1e-9))]
+        )
+        bins[label] += 1
+    return bins
 
 
 def mixture_traces(recipe: Recipe, traces: list[dict]) -> list[dict]:
@@ -110,6 +144,9 @@ def config_stats(recipe: Recipe, train: list[Problem], traces: list[dict]) -> di
             "problems_missing": len(train) - len({t["problem_id"] for t in rows}),
             "traces": len(rows),
             "kept": len(kept),
+            "pass_rate": round(len(kept) / len(rows), 4) if rows else None,
+            "solved_share": _solved_share(rows),
+            "difficulty": difficulty(rows) if rows else {},
             "dropped": {r: dropped[r] for r in (*DROP_REASONS, "contaminated") if dropped[r]},
             "teacher_accuracy": round(mean(t["correct"] for t in rows), 4) if rows else None,
             "mean_steps": round(mean(t["num_steps"] for t in kept), 2) if kept else None,
@@ -123,6 +160,13 @@ def config_stats(recipe: Recipe, train: list[Problem], traces: list[dict]) -> di
             stats[plan.name]["composition"] = {m: composition[m] for m, _ in plan.members}
             stats[plan.name]["teacher_accuracy"] = None  # its rows were all verified already
     return stats
+
+
+def _solved_share(rows: list[dict]) -> float | None:
+    """The share of answered problems with at least one kept trace."""
+    problems = {t["problem_id"] for t in rows}
+    solved = {t["problem_id"] for t in rows if t["drop_reason"] is None}
+    return round(len(solved) / len(problems), 4) if problems else None
 
 
 def usage(traces: list[dict], teacher) -> dict:
@@ -160,6 +204,7 @@ def _row(trace: dict, task: str) -> dict:
         "num_tokens": trace["num_tokens"],
         "finish_reason": trace["finish_reason"],
         "raw_output": trace["raw_output"],
+        "pass_rate": trace["pass_rate"],
         "source_config": trace.get("source_config", trace["config"]),
         "contaminated_by": trace.get("contaminated_by", []),
     }

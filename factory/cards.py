@@ -10,6 +10,7 @@ from typing import Any
 from factory import __version__
 from factory.prompts import describe
 from factory.recipe import GymSource, HubSource, Recipe, ReplayTeacher, teacher_name
+from factory.recipe.schema import ProgramTeacher
 
 TEMPLATES = files("factory.card_templates")
 SIZE_CATEGORIES = [
@@ -95,6 +96,8 @@ def _dataset_card_vars(recipe: Recipe, stats, split_sizes, samples, configs) -> 
         "missing_note": _missing_note(missing),
         "mixture_lines": _mixture_lines(stats),
         "usage_rows": [{"config": n, **s["usage"]} for n, s in stats.items() if "usage" in s],
+        "sampling_rows": _sampling_rows(recipe, stats),
+        "max_attempts": recipe.cot.max_attempts or recipe.cot.samples,
         "decontamination_note": _decontamination_note(recipe, stats),
         "default_config": configs[0]["config_name"],
         "task": recipe.source.task,
@@ -112,6 +115,23 @@ def _dataset_card_vars(recipe: Recipe, stats, split_sizes, samples, configs) -> 
         "recipe_text": recipe.path.read_text().strip() if recipe.path else "",
         "version": __version__,
     }
+
+
+def _sampling_rows(recipe: Recipe, stats: dict) -> list[dict]:
+    """Per teacher config: attempts, kept traces, pass rate, solved share, difficulty."""
+    teachers = {teacher_name(t) for t in recipe.teacher}
+    return [
+        {
+            "config": name,
+            "traces": s["traces"],
+            "kept": s["kept"],
+            "pass_rate": "–" if s["pass_rate"] is None else f"{100 * s['pass_rate']:.1f}%",
+            "solved": "–" if s["solved_share"] is None else f"{100 * s['solved_share']:.1f}%",
+            "difficulty": " · ".join(str(n) for n in s["difficulty"].values()) or "–",
+        }
+        for name, s in stats.items()
+        if s["teacher"] in teachers
+    ]
 
 
 def _mixture_lines(stats: dict) -> list[str]:
@@ -184,6 +204,12 @@ def _source_text(source) -> str:
 def _teacher_text(spec) -> str:
     if isinstance(spec, ReplayTeacher):
         return f"replayed from existing rationales ({len(spec.files)} files)"
+    if isinstance(spec, ProgramTeacher):
+        return (
+            "written by a program (the `program` backend; its version is in `teacher_params`) "
+            "from each reasoning-gym problem's own solution, one step per operation at the "
+            "granularity and format described below: no model was asked, the arithmetic is exact"
+        )
     params = ", ".join(
         f"{k}={getattr(spec, k)}" for k in ("temperature", "top_p", "max_tokens", "seed")
     )

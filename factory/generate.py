@@ -22,6 +22,8 @@ from factory.sources import Problem
 from factory.teachers import Failure, Request, make_teacher
 
 log = logging.getLogger(__name__)
+SAMPLING_BACKENDS = ("openai", "transformers")  # the teachers a new sample can say something new
+UNPROMPTED = ("replay", "program")  # teachers that write one rationale per problem, unasked
 
 
 class GenerateError(RuntimeError):
@@ -34,16 +36,22 @@ class GenerateError(RuntimeError):
 
 
 def generate(
-    recipe: Recipe, problems: list[Problem], cache: GenerationCache, home: Path
+    recipe: Recipe,
+    problems: list[Problem],
+    cache: GenerationCache,
+    home: Path,
+    attempts: dict[tuple[str, str], int] | None = None,
 ) -> list[dict]:
-    """Traces for every config, problem and sample: teacher output plus where it came from."""
+    """Traces for every config, problem and sample: teacher output plus where it came from.
+    `attempts` raises the samples asked of a (config, problem id) above `cot.samples`."""
     plans = plan_configs(recipe)
     by_config, by_id = {p.name: p for p in plans}, {p.id: p for p in problems}
     traces = []
     for spec in recipe.teacher:
         name = teacher_name(spec)
-        teacher = make_teacher(spec, home)
-        requests = _requests(recipe, problems, [p for p in plans if p.teacher == name], teacher)
+        teacher = make_teacher(spec, home, recipe.source)
+        mine = [p for p in plans if p.teacher == name]
+        requests = _requests(recipe, problems, mine, teacher, attempts or {})
         responses = _ask(teacher, name, requests, cache)
         fingerprint = teacher.fingerprint()
         traces += [
@@ -57,7 +65,7 @@ def generate(
     return traces
 
 
-def _requests(recipe: Recipe, problems: list[Problem], plans: list[ConfigPlan], teacher) -> list:
+def _requests(recipe: Recipe, problems, plans: list[ConfigPlan], teacher, attempts: dict) -> list:
     fingerprint = teacher.fingerprint()
     requests = []
     for plan, problem in ((plan, problem) for plan in plans for problem in problems):
@@ -67,10 +75,9 @@ def _requests(recipe: Recipe, problems: list[Problem], plans: list[ConfigPlan], 
             "problem_id": problem.id,
             "question": problem.question,
         }
-        if fingerprint["backend"] == "replay":  # one rationale per problem, prompt unknown
-            requests.append(
-                Request(key=f"{plan.name}/{problem.id}", sample=0, messages=[], **common)
-            )
+        if fingerprint["backend"] in UNPROMPTED:  # one rationale per problem, no prompt
+            key = _unprompted_key(fingerprint, plan, problem)
+            requests.append(Request(key=key, sample=0, messages=[], **common))
             continue
         messages = teacher_messages(
             problem.question,
@@ -79,10 +86,37 @@ def _requests(recipe: Recipe, problems: list[Problem], plans: list[ConfigPlan], 
             level=plan.level,
             choices=problem.choices,
         )
-        for sample in range(recipe.cot.samples):
+        for sample in range(attempts.get((plan.name, problem.id), recipe.cot.samples)):
             key = request_key(fingerprint, messages, sample)
             requests.append(Request(key=key, sample=sample, messages=messages, **common))
     return requests
+
+
+def _unprompted_key(fingerprint: dict, plan: ConfigPlan, problem: Problem) -> str:
+    """Replay's rationales are found by config and problem; a program's go through the cache like
+    any answer, keyed by what decides them: the program (version, task), the shape, the question."""
+    if fingerprint["backend"] == "replay":
+        return f"{plan.name}/{problem.id}"
+    return request_key(fingerprint, [{"shape": plan.shape, "question": problem.question}], 0)
+
+
+def more_attempts(recipe: Recipe, traces: list[dict], attempts: dict) -> dict:
+    """The (config, problem id) pairs of sampling teachers that kept fewer than `cot.samples`
+    verified traces and have attempts left (`cot.max_attempts`), with their new attempt count:
+    one more sample for every trace still missing."""
+    wanted, budget = recipe.cot.samples, recipe.cot.max_attempts or recipe.cot.samples
+    sampling = {teacher_name(t) for t in recipe.teacher if t.backend in SAMPLING_BACKENDS}
+    kept: Counter[tuple[str, str]] = Counter()
+    for trace in traces:
+        if trace["teacher"] in sampling:
+            pair = (trace["config"], trace["problem_id"])
+            kept[pair] += trace["drop_reason"] is None
+    more = {}
+    for pair, n in kept.items():
+        asked = attempts.get(pair, wanted)
+        if n < wanted and asked < budget:
+            more[pair] = min(asked + wanted - n, budget)
+    return more
 
 
 def _ask(teacher, name: str, requests: list[Request], cache: GenerationCache) -> dict[str, dict]:

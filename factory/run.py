@@ -53,11 +53,8 @@ class Built:
 def build_dataset(recipe: Recipe, home: Path) -> Built:
     """source -> generate -> verify -> build, each stage's output kept in the run folder."""
     from factory.build import build
-    from factory.cache import GenerationCache
     from factory.contamination import index_for, mark
-    from factory.generate import generate
     from factory.sources import load_problems
-    from factory.verify import verify
 
     start, run = time.perf_counter(), RunFolder.of(home, recipe.name, recipe.hash)
     run.root.mkdir(parents=True, exist_ok=True)
@@ -67,21 +64,38 @@ def build_dataset(recipe: Recipe, home: Path) -> Built:
     for split, items in problems.items():
         write_jsonl(run.problems(split), [p.to_dict() for p in items])
     log.info("source: %s", ", ".join(f"{len(v)} {k}" for k, v in problems.items()))
-    cache = GenerationCache(cache_path(home))
-    try:
-        traces = generate(recipe, problems["train"], cache, home)
-    finally:
-        cache.close()
-    traces = verify(traces, recipe.source.task, recipe.cot.drop)
-    traces = mark(
-        traces, index_for(recipe.cot.decontaminate, problems), recipe.cot.decontaminate.action
-    )
+    contamination = recipe.cot.decontaminate
+    traces = _verified_traces(recipe, problems["train"], home)
+    traces = mark(traces, index_for(contamination, problems), contamination.action)
     write_jsonl(run.traces, traces)
     stats = build(recipe, problems, traces, run.dataset)
     seconds = time.perf_counter() - start
     source = {s: {"kept": len(v), "skipped": problems.skipped[s]} for s, v in problems.items()}
     manifest = Manifest.rebuilt(run.manifest, recipe, stats, seconds, source)
     return Built(recipe, run, manifest, seconds)
+
+
+def _verified_traces(recipe: Recipe, train: list, home: Path) -> list[dict]:
+    """Every teacher's traces, verified, through the cache; sampling teachers are asked again
+    until `cot.samples` traces verify per problem and config, or `cot.max_attempts` run out."""
+    from factory.cache import GenerationCache
+    from factory.generate import generate, more_attempts
+    from factory.verify import verify
+
+    cache, attempts = GenerationCache(cache_path(home)), {}
+
+    def asked() -> list[dict]:
+        traces = generate(recipe, train, cache, home, attempts)
+        return verify(traces, recipe.source.task, recipe.cot.drop)
+
+    try:
+        traces = asked()
+        while more := more_attempts(recipe, traces, attempts):
+            attempts.update(more)
+            traces = asked()
+        return traces
+    finally:
+        cache.close()
 
 
 def _located(load_problems, recipe: Recipe):

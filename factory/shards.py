@@ -51,6 +51,7 @@ COT_FEATURES = {
     "num_tokens": "int32",
     "finish_reason": "string",
     "raw_output": "string",
+    "pass_rate": "float32",
     "source_config": "string",
     "contaminated_by": "strings",
 }

@@ -12,6 +12,8 @@ so the caller can persist it at once. A response is `{"text", "finish_reason", "
   are redacted (factory/secrets.py).
 - `transformers`: a local model in-process, batched generation with left padding.
 - `replay`: rationales that already exist, from the paper's alpaca JSON files.
+- `program`: rationales written from each reasoning-gym problem's own solution (factory/programs),
+  exact and deterministic; cached like any answer, so a re-run computes nothing again.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from factory.recipe import OpenAITeacher, ReplayTeacher, TransformersTeacher
+from factory.recipe import GymSource, OpenAITeacher, ReplayTeacher, TransformersTeacher
+from factory.recipe.schema import ProgramTeacher
 from factory.responses import BadResponse, check_response, count_summary, parse_completion
 from factory.secrets import redact, watch
 from factory.sources import alpaca_question, read_table
@@ -227,6 +230,54 @@ class ReplayTeacherFiles:
         return []
 
 
+class ProgramTeacherWriter:
+    """Rationales a program writes from each problem's own reasoning-gym entry. The entries are
+    made again from the recipe's gym source as factory/sources.py makes the train split (same
+    dataset, options, size and seed) and matched to the problems by question."""
+
+    def __init__(self, spec: ProgramTeacher, source: GymSource):
+        self.spec, self.source = spec, source
+
+    def fingerprint(self) -> dict[str, Any]:
+        from factory.programs import VERSION
+
+        return {"backend": "program", "version": VERSION, "task": self.source.dataset}
+
+    def complete(self, requests: list[Request], on_result: OnResult) -> list[Failure]:
+        from factory.programs import ProgramError, solve, write
+
+        entries, unsolved = self._entries(), Counter()
+        for request in requests:
+            entry = self._entry(entries, request)
+            try:
+                solution = solve(self.source.dataset, entry)
+            except ProgramError as err:
+                unsolved[str(err)] += 1  # no rationale: the card counts the problem as missing
+                continue
+            fmt, level = request.shape.rsplit("-L", 1)
+            text = write(solution, fmt, int(level))
+            on_result(request, {"text": text, "finish_reason": "stop", "usage": {}})
+        if unsolved:
+            first = next(iter(unsolved))
+            log.warning("program teacher: %d rationales not written (%s)", unsolved.total(), first)
+        return []
+
+    def _entries(self) -> dict[str, dict]:
+        from factory.programs import train_entries
+
+        return {normalize_question(e["question"]): e for e in train_entries(self.source)}
+
+    def _entry(self, entries: dict[str, dict], request: Request) -> dict:
+        entry = entries.get(normalize_question(request.question))
+        if entry is None:
+            raise TeacherError(
+                f"program teacher {self.spec.name}: problem {request.problem_id} is not among the "
+                f"{len(entries)} {self.source.dataset} entries its gym source makes "
+                f"(seed {self.source.seed}); its question: {request.question[:80]!r}"
+            )
+        return entry
+
+
 def normalize_question(text: str) -> str:
     return " ".join(text.split())
 
@@ -243,8 +294,10 @@ def _file_digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def make_teacher(spec, home: Path):
-    """The teacher object for a recipe's teacher section."""
+def make_teacher(spec, home: Path, source=None):
+    """The teacher object for a recipe's teacher section (a program teacher reads the source)."""
+    if isinstance(spec, ProgramTeacher):
+        return ProgramTeacherWriter(spec, source)
     if isinstance(spec, OpenAITeacher):
         return OpenAIChatTeacher(spec)
     if isinstance(spec, TransformersTeacher):

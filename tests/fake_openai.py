@@ -21,6 +21,7 @@ import json
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -33,6 +34,7 @@ class FakeOpenAI:
     delay: float = 0.0
     faults: list[str] = field(default_factory=list)
     requests: list[dict] = field(default_factory=list)
+    writes: Callable[[dict], str] | None = None  # the answer text for a request body, if not ours
     in_flight_max: int = 0
     _in_flight: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -75,13 +77,13 @@ class FakeOpenAI:
             self.in_flight_max = max(self.in_flight_max, self._in_flight)
         try:
             time.sleep(self.delay)
-            _answer(handler, body, fault)
+            _answer(handler, body, fault, self.writes)
         finally:
             with self._lock:
                 self._in_flight -= 1
 
 
-def _answer(handler: BaseHTTPRequestHandler, body: dict, fault: str | None) -> None:
+def _answer(handler: BaseHTTPRequestHandler, body: dict, fault: str | None, writes=None) -> None:
     key = handler.headers.get("Authorization", "").removeprefix("Bearer ")
     if fault == "drop":
         handler.close_connection = True
@@ -96,9 +98,9 @@ def _answer(handler: BaseHTTPRequestHandler, body: dict, fault: str | None) -> N
         chunk = {"object": "chat.completion.chunk", "choices": [{"delta": {"content": "Step"}}]}
         _send(handler, 200, f"data: {json.dumps(chunk)}\n\ndata: [DONE]\n\n", "text/event-stream")
     elif fault == "badjson":
-        _send(handler, 200, json.dumps(_completion(body))[:40])
+        _send(handler, 200, json.dumps(_completion(body, writes))[:40])
     else:
-        _send(handler, 200, json.dumps(_faulty(_completion(body), body, fault, key)))
+        _send(handler, 200, json.dumps(_faulty(_completion(body, writes), body, fault, key)))
 
 
 def _faulty(completion: dict, body: dict, fault: str | None, key: str) -> dict:
@@ -115,11 +117,12 @@ def _faulty(completion: dict, body: dict, fault: str | None, key: str) -> dict:
     return completion
 
 
-def _completion(body: dict) -> dict:
+def _completion(body: dict, writes=None) -> dict:
     question = body["messages"][-1]["content"]
     numbers = re.findall(r"\d+", question.split("Problem:")[-1])
     answer = numbers[0] if numbers else "0"
     text = f"Step 1: read the problem.\nStep 2: compute.\nThe answer is {answer}."
+    text = writes(body) if writes else text
     return {
         "id": "chatcmpl-fake",
         "object": "chat.completion",

@@ -101,6 +101,9 @@ def cot_row(problem: dict, completion: str) -> dict:
         "num_tokens": 23,
         "finish_reason": "stop",
         "raw_output": completion,
+        "pass_rate": 1.0,
+        "source_config": "cot-L1",
+        "contaminated_by": [],
     }
 
 

@@ -4,6 +4,7 @@ four-problem synthetic recipe of tests/test_build.py (and a tiny student for a m
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -236,3 +237,84 @@ def test_usage_is_summed_per_config_priced_and_shown_in_the_card(tmp_path, home)
     usage = done.manifest.configs["cot-L1"]["usage"]
     row = f"| `cot-L1` | 4 | {usage['prompt_tokens']} | 48 | 0 | {usage['cost']} |"
     assert "**Teacher usage**" in card and row in card
+
+
+# --- k verified samples per problem -----------------------------------------------------------
+
+EXPRESSION = re.compile(r"(-?\d+(?:\s*[-+]\s*\d+)+)\s*=")
+
+
+def right_on_odd_seeds(body: dict) -> str:
+    """A teacher that gets a sum right only when the request's seed is odd, saying so in words
+    that differ by seed (so two right answers are not duplicates)."""
+    problem = body["messages"][-1]["content"].split("Problem:")[-1]
+    terms = re.findall(r"[-+]?\s*\d+", EXPRESSION.search(problem).group(1))
+    total = sum(int(t.replace(" ", "")) for t in terms)
+    answer = total if body["seed"] % 2 else total + 1
+    return f"Attempt {body['seed']}: I add the terms in order.\nThe answer is {answer}."
+
+
+def sampled(tmp_path: Path, fake, samples: int, max_attempts: int | None) -> Path:
+    from test_generate import fake_teacher, write_recipe
+
+    teacher = fake_teacher(fake, temperature=0.7, seed=0)
+    path = write_recipe(tmp_path, teacher, train=3, samples=samples)
+    return edit(path, cot={"max_attempts": max_attempts})
+
+
+@pytest.fixture
+def fair_coin():
+    from fake_openai import FakeOpenAI
+
+    server = FakeOpenAI(writes=right_on_odd_seeds).start()
+    yield server
+    server.stop()
+
+
+@pytest.mark.slow
+def test_sampling_continues_until_k_traces_verify(fair_coin, tmp_path, home):
+    done = build_dataset(load_recipe(sampled(tmp_path, fair_coin, 2, 6)), home)
+    assert len(fair_coin.requests) == 3 * 4, "samples 0-3 per problem: two wrong, two right"
+    assert sorted({b["seed"] for b in fair_coin.requests}) == [0, 1, 2, 3]
+    stats = done.manifest.configs["cot-L1"]
+    assert (stats["traces"], stats["kept"], stats["dropped"]) == (12, 6, {"wrong": 6})
+    assert stats["pass_rate"] == 0.5 and stats["solved_share"] == 1.0
+    assert stats["difficulty"] == {
+        "0%": 0,
+        "1-25%": 0,
+        "26-50%": 3,
+        "51-75%": 0,
+        "76-99%": 0,
+        "100%": 0,
+    }
+    rows = load_config(done.run.dataset, "cot-L1")
+    assert sorted(rows["sample"]) == [1, 1, 1, 3, 3, 3] and set(rows["pass_rate"]) == {0.5}
+    card = DatasetCard.load(done.run.dataset / "README.md").text
+    assert "until 2 trace(s) per problem and config\nverified, or 6 attempt(s) ran out" in card
+    assert "| `cot-L1` | 12 | 6 | 50.0% | 100.0% | 0 · 0 · 3 · 0 · 0 · 0 |" in card
+
+
+@pytest.mark.slow
+def test_the_attempt_budget_is_respected(fair_coin, tmp_path, home):
+    done = build_dataset(load_recipe(sampled(tmp_path, fair_coin, 2, 3)), home)
+    assert len(fair_coin.requests) == 3 * 3
+    assert done.manifest.configs["cot-L1"]["kept"] == 3, "one verified trace each, budget spent"
+
+
+@pytest.mark.slow
+def test_raising_k_asks_only_for_the_new_samples(fair_coin, tmp_path, home):
+    build_dataset(load_recipe(sampled(tmp_path, fair_coin, 2, 6)), home)
+    assert len(fair_coin.requests) == 12
+    done = build_dataset(load_recipe(sampled(tmp_path, fair_coin, 3, 6)), home)
+    assert len(fair_coin.requests) == 12 + 3 * 2, "samples 4 (wrong) and 5 (right) only"
+    assert done.manifest.configs["cot-L1"]["kept"] == 9
+
+
+def test_max_attempts_below_samples_is_a_recipe_error(tmp_path):
+    from test_generate import write_recipe
+
+    path = write_recipe(
+        tmp_path, {"backend": "openai", "model": "m", "api_key_env": None}, samples=3
+    )
+    with pytest.raises(RecipeError, match=r"cot.max_attempts: must be at least cot.samples \(3\)"):
+        load_recipe(edit(path, cot={"max_attempts": 2}))

@@ -15,6 +15,7 @@ MAX_KEY = 200  # characters of one key
 MAX_PROBLEMS = 1_000_000  # source.limit, eval.limit, dataset.test_size
 MAX_GENERATED = 100_000  # problems a gym source generates per split
 MAX_SAMPLES = 64  # cot.samples: teacher samples per problem and config
+MAX_ATTEMPTS = 256  # cot.max_attempts: samples asked to reach them
 MAX_TOKENS = 131_072  # a teacher's max_tokens, eval.max_new_tokens
 MAX_CONCURRENCY = 256  # requests in flight to one teacher
 MAX_BATCH = 1024  # batch sizes

@@ -21,7 +21,10 @@ from factory.recipe.reading import read_recipe_file
 from factory.recipe.schema import AlpacaSource, FilesSource, Recipe, RecipeError, ReplayTeacher
 from factory.recipe.where import dotted, key_lines, locate, validation_messages
 
-DISCRIMINATED = {"kind": "hub, files, alpaca, gym", "backend": "openai, transformers, replay"}
+DISCRIMINATED = {
+    "kind": "hub, files, alpaca, gym",
+    "backend": "openai, transformers, replay, program",
+}
 HUB_TOKENS = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
 SECRET_SUFFIXES = ("_API_KEY", "_TOKEN", "_SECRET")
 ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")

@@ -26,6 +26,9 @@ Format = Literal["cot", "subq", "rar", "sym"]
 DropReason = Literal["truncated", "unparseable", "wrong", "repetitive", "duplicate"]
 DROP_REASONS: tuple[str, ...] = ("truncated", "unparseable", "wrong", "repetitive", "duplicate")
 Seed = Annotated[int, Field(ge=0, lt=limits.SEED_END)]
+# The reasoning-gym tasks and the formats factory/programs writes rationales for.
+PROGRAM_TASKS: tuple[str, ...] = ("basic_arithmetic", "chain_sum", "leg_counting")
+PROGRAM_FORMATS: tuple[str, ...] = ("cot", "subq", "sym")
 Share = Annotated[float, Field(gt=0, le=1)]
 
 
@@ -167,8 +170,16 @@ class ReplayTeacher(Named):
         return files
 
 
+class ProgramTeacher(Named):
+    """Rationales computed from each reasoning-gym problem's own solution (factory/programs)."""
+
+    backend: Literal["program"]
+    name: str = "program"
+
+
 Teacher = Annotated[
-    OpenAITeacher | TransformersTeacher | ReplayTeacher, Field(discriminator="backend")
+    OpenAITeacher | TransformersTeacher | ReplayTeacher | ProgramTeacher,
+    Field(discriminator="backend"),
 ]
 
 # --- cot, dataset and the later sections ------------------------------------------------------
@@ -223,11 +234,29 @@ class Cot(Strict):
     formats: list[Format] = ["cot"]
     answer_only: bool = True
     reference: bool = False
-    samples: int = Field(1, ge=1, le=limits.MAX_SAMPLES)
+    samples: int = Field(
+        1, ge=1, le=limits.MAX_SAMPLES, description="verified traces wanted per problem and config"
+    )
+    max_attempts: int | None = Field(
+        None,
+        ge=1,
+        le=limits.MAX_ATTEMPTS,
+        description="samples a teacher may be asked per problem and config to reach `samples` "
+        "verified traces; default `samples` (no resampling)",
+    )
     drop: list[DropReason] = list(DROP_REASONS)
     decontaminate: Decontamination = Decontamination()
 
     _unique = field_validator("levels", "formats", "drop")(unique)
+
+    @model_validator(mode="after")
+    def _attempts_cover_samples(self) -> Cot:
+        if self.max_attempts is not None and self.max_attempts < self.samples:
+            raise KeyedError(
+                ("max_attempts",),
+                f"must be at least cot.samples ({self.samples}): each trace takes an attempt",
+            )
+        return self
 
 
 class DatasetSpec(Strict):
@@ -383,6 +412,15 @@ class Recipe(Strict):
         return self
 
     @model_validator(mode="after")
+    def _programs_fit(self) -> Recipe:
+        """A program teacher needs a reasoning-gym task it has a program for, in its formats."""
+        for teacher in self.teacher:
+            if isinstance(teacher, ProgramTeacher) and (misfit := _program_misfit(self)):
+                keys, problem = misfit
+                raise KeyedError(keys, f"the program teacher {teacher.name!r} {problem}")
+        return self
+
+    @model_validator(mode="after")
     def _repo_ids(self) -> Recipe:
         """Every repo `publish` creates is a valid repo id (so none names a folder outside)."""
         configs = [plan.name for plan in plan_configs(self)]
@@ -412,6 +450,22 @@ class Recipe(Strict):
     @property
     def tag(self) -> str:
         return f"recipe-{self.hash}"
+
+
+def _program_misfit(recipe: Recipe) -> tuple[tuple, str] | None:
+    """(key path, why) where the recipe asks a program teacher for what it cannot write."""
+    source, tasks = recipe.source, ", ".join(PROGRAM_TASKS)
+    if not isinstance(source, GymSource):
+        return ("source", "kind"), f"needs a reasoning-gym source (kind: gym; tasks: {tasks})"
+    if source.dataset not in PROGRAM_TASKS:
+        why = f"has no program for {source.dataset!r}; tasks with one: {tasks}"
+        return ("source", "dataset"), why
+    for i, format in enumerate(recipe.cot.formats):
+        if format not in PROGRAM_FORMATS:
+            formats = ", ".join(PROGRAM_FORMATS)
+            why = f"writes the formats {formats}, not {format!r}; remove it from cot.formats"
+            return ("cot", "formats", i), why
+    return None
 
 
 def _valid(value: str | None, problem_of) -> str | None:
