@@ -38,6 +38,13 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("recipe", type=Path)
     sub.add_argument("--publish", action="store_true", help="publish it after building")
     _target(sub, "where --publish publishes (default: the recipe's `target`, else local)")
+    sub.add_argument(
+        "--preview",
+        type=int,
+        metavar="N",
+        help="ask the teachers about N problems per config only; print a sample per config and "
+        "what the full build would ask and cost; build and publish nothing (answers are cached)",
+    )
     sub = command("publish", "publish a recipe's built dataset to its target")
     sub.add_argument("recipe", type=Path)
     _target(sub, "where to publish (default: the recipe's `target`, else local)")
@@ -79,6 +86,20 @@ def parser() -> argparse.ArgumentParser:
         "--seeds",
         type=lambda s: [int(x) for x in s.split(",")],
         help="comma-separated seeds (default: the recipe's train.seeds)",
+    )
+    sub.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        metavar="ADDRESS",
+        help="run each run as a Ray task: on a local cluster started for the call, or on the "
+        "cluster at ADDRESS (`auto`, `ray://host:port`); needs cot-factory[ray]",
+    )
+    sub.add_argument(
+        "--gpus-per-run",
+        type=float,
+        metavar="N",
+        help="with --ray: GPUs each run asks for where the cluster has GPUs (default 1)",
     )
     sub = command(
         "report",

@@ -49,6 +49,7 @@ def _ours_or_warnings(record: logging.LogRecord) -> bool:
 
 def _is_user_error(err: Exception) -> bool:
     """Errors that explain themselves (bad recipe, missing file, unreachable teacher)."""
+    from factory.cluster import ClusterError
     from factory.demo import DemoError
     from factory.generate import GenerateError
     from factory.hub import HubError
@@ -67,6 +68,7 @@ def _is_user_error(err: Exception) -> bool:
         RunError,
         HomeEscape,
         DemoError,
+        ClusterError,
     )
     return isinstance(err, known)
 
@@ -109,6 +111,12 @@ def cmd_build(args) -> None:
     from factory.run import build_dataset
 
     recipe = _recipe(args)
+    if args.preview is not None:
+        from factory.preview import preview_text
+        from factory.run import preview_dataset
+
+        print(preview_text(preview_dataset(recipe, _home(args), args.preview)))
+        return
     print(summaries.build_table(build_dataset(recipe, _home(args))))
     if args.publish:
         _print_dataset(recipe, _home(args), args.target)
@@ -198,9 +206,8 @@ def _adapter_folder(args, home: Path) -> Path:
 def cmd_sweep(args) -> None:
     from factory.run import sweep
 
-    out = sweep(
-        _recipe(args), _home(args), students=args.student, configs=args.config, seeds=args.seeds
-    )
+    filters = {"students": args.student, "configs": args.config, "seeds": args.seeds}
+    out = sweep(_recipe(args), _home(args), **filters, ray=args.ray, gpus=args.gpus_per_run)
     _print_report(out)
 
 

@@ -230,18 +230,23 @@ def distill(recipe: Recipe, student, config: str, home: Path, target: str) -> St
 
 
 def train_and_evaluate(recipe: Recipe, student, config: str, seed: int, done: Built, home: Path):
-    """(base metrics, TrainResult, distilled metrics); finished work is reused."""
+    """(base metrics, TrainResult, distilled metrics); finished work is reused. A run holds a
+    lock while it works, so two sweeps sharing a home never train it twice."""
+    from factory.files import locked
     from factory.train import train_student
 
     name, test = student_name(student), test_problems(done)
     base_out, out = done.run.base_eval(name), done.run.evaluation(name, config, seed)
     task, spec = recipe.source.task, recipe.eval
-    base = evaluated(student.model, None, test, task, spec, base_out, home, f"{name} base")
-    trained = train_student(
-        recipe, student, config, done.run.dataset, done.run.training(name, config, seed), home, seed
-    )
-    label = f"{name} {config} seed {seed}"
-    distilled = evaluated(student.model, trained.adapter_dir, test, task, spec, out, home, label)
+    with locked(base_out.parent / ".base.lock"):
+        base = evaluated(student.model, None, test, task, spec, base_out, home, f"{name} base")
+    training = done.run.training(name, config, seed)
+    with locked(training.parent / f".{training.name}.lock"):
+        trained = train_student(recipe, student, config, done.run.dataset, training, home, seed)
+        label = f"{name} {config} seed {seed}"
+        distilled = evaluated(
+            student.model, trained.adapter_dir, test, task, spec, out, home, label
+        )
     return base, trained, distilled
 
 
@@ -276,16 +281,19 @@ def train_students(recipe: Recipe, home: Path, *, students=None, configs=None) -
 # --- sweeps, reports, the Space ---------------------------------------------------------------
 
 
-def sweep(recipe: Recipe, home: Path, *, students=None, configs=None, seeds=None) -> Path:
+def sweep(
+    recipe: Recipe, home: Path, *, students=None, configs=None, seeds=None, ray=None, gpus=None
+) -> Path:
     """Train and evaluate every chosen student x config x seed still owed (a killed run resumes
-    from its checkpoint), then write the report; returns the report folder."""
+    from its checkpoint), one after another or as Ray tasks (`ray`: `local`, `auto` or an
+    address; `gpus` per run), then write the report; returns the report folder."""
     from factory.report import write_report
     from factory.train import check_training
 
     check_training(recipe)
     done = build_dataset(recipe, home)
     runs = [
-        (student, config, seed)
+        (student_name(student), config, seed)
         for student in _students(recipe, students)
         for config in _configs(recipe, done.manifest, configs)
         for seed in seeds or recipe.train.seeds
@@ -293,18 +301,32 @@ def sweep(recipe: Recipe, home: Path, *, students=None, configs=None, seeds=None
     owed = [run for run in runs if not _finished(done, *run)]
     log.info("sweep: %d runs, %d done, %d to go", len(runs), len(runs) - len(owed), len(owed))
     with tqdm(total=len(runs), initial=len(runs) - len(owed), desc="sweep", unit="run") as bar:
-        for student, config, seed in owed:
-            bar.set_postfix_str(f"{student_name(student)} {config} seed {seed}")
-            train_and_evaluate(recipe, student, config, seed, done, home)
-            bar.update()
+        labels = [f"{name} {config} seed {seed}" for name, config, seed in owed]
+        if ray:
+            from factory.cluster import run_all
+
+            args = [(recipe, home, *run) for run in owed]
+            kwargs = {"address": ray, "gpus": gpus, "cpus": 1, "home": home}
+            run_all(sweep_run, args, labels, **kwargs, done=lambda _: bar.update())
+        else:
+            for run, label in zip(owed, labels, strict=True):
+                bar.set_postfix_str(label)
+                sweep_run(recipe, home, *run)
+                bar.update()
     return write_report(recipe, done.run)
 
 
-def _finished(done: Built, student, config: str, seed: int) -> bool:
+def sweep_run(recipe: Recipe, home: Path, student: str, config: str, seed: int) -> None:
+    """One run of a sweep, wherever it runs: train and evaluate `student` on `config`."""
+    done = built(recipe, home)
+    spec = next(s for s in recipe.students if student_name(s) == student)
+    train_and_evaluate(recipe, spec, config, seed, done, home)
+
+
+def _finished(done: Built, name: str, config: str, seed: int) -> bool:
     from factory.evaluate import read_metrics
     from factory.training_record import finished
 
-    name = student_name(student)
     trained = finished(done.run.training(name, config, seed)) is not None
     return trained and read_metrics(done.run.evaluation(name, config, seed)) is not None
 
@@ -401,3 +423,28 @@ def _published_json(folder: Path, name: str, repo_id: str) -> dict:
     if not (folder / name).is_file():
         raise HubError(f"{repo_id} has no {name}: it was not published by `cot-factory run`")
     return json.loads((folder / name).read_text())
+
+
+# --- preview (issue 18): added at the end, nothing above changed -------------------------------
+
+
+def preview_dataset(recipe: Recipe, home: Path, problems: int):
+    """Ask every teacher about the first `problems` training problems of each config (sample 0,
+    through the cache, so the full build reuses each answer), verify the answers and estimate
+    the full build (`preview.Preview`). Writes no run folder or dataset; publishes nothing."""
+    from factory.cache import GenerationCache
+    from factory.generate import generate
+    from factory.preview import preview_recipe, summarize
+    from factory.sources import load_problems
+    from factory.verify import verify
+
+    if problems < 1:
+        raise RunError(f"--preview needs at least one problem, got {problems}")
+    train = _located(load_problems, recipe)["train"]
+    cache = GenerationCache(cache_path(home))
+    try:
+        traces = generate(preview_recipe(recipe), train[:problems], cache, home)
+    finally:
+        cache.close()
+    verified = verify(traces, recipe.source.task, recipe.cot.drop)
+    return summarize(recipe, verified, len(train), problems)
