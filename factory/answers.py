@@ -18,6 +18,8 @@ Rules:
   math-verify.
 - A letter is read only when it stands alone ('B', '(B)', 'B) text', 'option B'): 'A tundra' is
   option text and 'B and D' names no single option. Option text matches a choice's text.
+- A reasoning model's thinking (`<think>...</think>`) is never read: the answer comes from the
+  text after it, and a thinking block that never closed (cut off) leaves no answer.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import threading
 from fractions import Fraction
 
 TASKS = ("math", "multiple_choice", "yes_no")
+THINK_TAGS = ("<think>", "</think>")  # how reasoning models mark their thinking inline
 
 _SEP = r"[\s._-]*"  # also matches "TheanswerisTrue" and "The.answer.is.False"
 _ANSWER_RE = re.compile(
@@ -84,6 +87,29 @@ _INFINITE = ("oo", "-oo", "zoo", "nan")
 _WINDOW = 2000  # characters read after an answer phrase: the answer and the next sentence
 
 
+def split_thinking(text: str, tags: tuple[str, str] = THINK_TAGS) -> tuple[str | None, str, bool]:
+    """(the thinking or None, the text without it, whether the thinking closed). The thinking
+    ends at the last closing tag and starts after an opening tag, or at the start when the
+    prompt opened it; an opening tag that never closes holds everything after it."""
+    opening, closing = tags
+    end = text.rfind(closing)
+    start = text.find(opening, 0, end if end >= 0 else len(text))
+    if end < 0 and start < 0:
+        return None, text, True
+    if end < 0:
+        thinking, rest, closed = text[start + len(opening) :], text[:start], False
+    else:
+        begin = start + len(opening) if start >= 0 else 0
+        thinking, closed = text[begin:end], True
+        rest = (text[:start] if start >= 0 else "") + text[end + len(closing) :]
+    return thinking.strip() or None, rest.strip(), closed
+
+
+def strip_thinking(text: str, tags: tuple[str, str] = THINK_TAGS) -> str:
+    """`text` without a reasoning model's thinking: what it answered after thinking."""
+    return split_thinking(text, tags)[1]
+
+
 def final_answer_line(answer: str) -> str:
     """'The answer is X.': the line every teacher CoT and answer-only completion ends with."""
     return f"The answer is {str(answer).strip().rstrip('.')}."
@@ -125,7 +151,7 @@ def extract_answer(text: str, task: str, choices: list[str] | None = None) -> st
     }.get(task)
     if parse is None:
         raise ValueError(f"unknown task type {task!r} (expected {', '.join(TASKS)})")
-    text = _strip_markup(text)
+    text = _strip_markup(strip_thinking(text))
     stated, rejected = _stated_answers(text, keep_sign=task == "math")
     for span in stated:
         if answer := parse(span):

@@ -2,7 +2,8 @@
 
 `{config}/train-00000-of-00001.parquet` for every config (TRL's conversational prompt-completion
 rows plus metadata), `problems/{train,test}-*.parquet` with the raw problems (the test split is
-what students are evaluated on), and a `README.md` card declaring every config.
+what students are evaluated on), and a `README.md` card declaring every config. A reasoning
+teacher's configs each have a long `-think` twin (its thinking, then its answer).
 The folder is written next to its destination and renamed into place, so it is always complete.
 """
 
@@ -19,7 +20,9 @@ from statistics import mean
 from factory.cards import render_dataset_card
 from factory.contamination import counts
 from factory.prompts import student_messages
+from factory.reasoning import thinking_stats
 from factory.recipe import DROP_REASONS, Recipe, plan_configs, teacher_name
+from factory.recipe.schema import OVERLONG
 from factory.shards import (
     COT_FEATURES,
     PROBLEM_FEATURES,
@@ -28,6 +31,8 @@ from factory.shards import (
     write_parquet,
 )
 from factory.sources import Problem
+
+REASONS = (*(r for r in DROP_REASONS if r != "duplicate"), OVERLONG, "duplicate")  # as verify
 
 
 def build(
@@ -101,6 +106,12 @@ def difficulty(traces: list[dict]) -> dict[str, int]:
     return bins
 
 
+def plans(recipe: Recipe, traces: list[dict]) -> list:
+    """The recipe's configs, with the `-think` twins of teachers whose answers were found
+    thinking (generate made long traces for them)."""
+    return plan_configs(recipe, {t["teacher"] for t in traces if t.get("thinking")})
+
+
 def mixture_traces(recipe: Recipe, traces: list[dict]) -> list[dict]:
     """The rows of every mixture config: the kept rows of its members (a share of each, drawn
     the same way every time), deduplicated by question and text, each naming its source."""
@@ -132,7 +143,7 @@ def config_stats(recipe: Recipe, train: list[Problem], traces: list[dict]) -> di
     evaluation sets its questions appear in; a mixture's rows per source config."""
     stats, contaminated = {}, counts(traces)
     teachers = {teacher_name(t): t for t in recipe.teacher}
-    for plan in plan_configs(recipe):
+    for plan in plans(recipe, traces):
         rows = [t for t in traces if t["config"] == plan.name]
         kept = [t for t in rows if t["drop_reason"] is None]
         dropped = Counter(t["drop_reason"] for t in rows if t["drop_reason"])
@@ -147,19 +158,27 @@ def config_stats(recipe: Recipe, train: list[Problem], traces: list[dict]) -> di
             "pass_rate": round(len(kept) / len(rows), 4) if rows else None,
             "solved_share": _solved_share(rows),
             "difficulty": difficulty(rows) if rows else {},
-            "dropped": {r: dropped[r] for r in (*DROP_REASONS, "contaminated") if dropped[r]},
+            "dropped": {r: dropped[r] for r in (*REASONS, "contaminated") if dropped[r]},
             "teacher_accuracy": round(mean(t["correct"] for t in rows), 4) if rows else None,
             "mean_steps": round(mean(t["num_steps"] for t in kept), 2) if kept else None,
             "mean_tokens": round(mean(t["num_tokens"] for t in kept), 1) if kept else None,
             "contamination": contaminated.get(plan.name, {}),
         }
-        if plan.teacher in teachers:
+        stats[plan.name] |= _thinking(plan, kept)
+        if plan.teacher in teachers and not plan.thinking:  # a long twin asks nothing of its own
             stats[plan.name]["usage"] = usage(rows, teachers[plan.teacher])
         if plan.members:
             composition = Counter(t["source_config"] for t in kept)
             stats[plan.name]["composition"] = {m: composition[m] for m, _ in plan.members}
             stats[plan.name]["teacher_accuracy"] = None  # its rows were all verified already
     return stats
+
+
+def _thinking(plan, kept: list[dict]) -> dict:
+    """A long config's mark, and the thinking of the kept rows where they have any."""
+    marks = {"thinking": True} if plan.thinking else {}
+    found = thinking_stats(kept)
+    return marks | ({"reasoning": found} if found else {})
 
 
 def _solved_share(rows: list[dict]) -> float | None:
@@ -182,6 +201,9 @@ def usage(traces: list[dict], teacher) -> dict:
     if price and known:
         cost = tokens["prompt_tokens"] * price.input + tokens["completion_tokens"] * price.output
         cost = round(cost / 1e6, 4)
+    thought = [u["reasoning_tokens"] for u in known if "reasoning_tokens" in u]
+    if thought:  # included in completion_tokens, as endpoints count (and charge) them
+        tokens["reasoning_tokens"] = sum(thought)
     return {"requests": len(traces), **tokens, "unknown": len(traces) - len(known), "cost": cost}
 
 
@@ -204,6 +226,10 @@ def _row(trace: dict, task: str) -> dict:
         "num_tokens": trace["num_tokens"],
         "finish_reason": trace["finish_reason"],
         "raw_output": trace["raw_output"],
+        "reasoning": trace.get("reasoning"),
+        "reasoning_source": trace.get("reasoning_source"),
+        "num_reasoning_tokens": trace.get("num_reasoning_tokens"),
+        "num_reasoning_steps": trace.get("num_reasoning_steps"),
         "pass_rate": trace["pass_rate"],
         "source_config": trace.get("source_config", trace["config"]),
         "contaminated_by": trace.get("contaminated_by", []),

@@ -1,5 +1,5 @@
-"""Cards: dataset (and later model) cards rendered from the Jinja templates in `cards/`
-through huggingface_hub's card classes, so their YAML is what the Hub expects."""
+"""Cards: dataset cards rendered from the Jinja templates in `cards/` through huggingface_hub's
+card classes, so their YAML is what the Hub expects (model cards: factory/model_cards.py)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ from pathlib import Path
 from typing import Any
 
 from factory import __version__
+from factory.model_cards import render_model_card
 from factory.prompts import describe
 from factory.recipe import GymSource, HubSource, Recipe, ReplayTeacher, teacher_name
 from factory.recipe.schema import ProgramTeacher
 
 TEMPLATES = files("factory.card_templates")
+__all__ = ["dataset_configs", "render_dataset_card", "render_model_card", "size_category"]
 SIZE_CATEGORIES = [
     (1_000, "n<1K"),
     (10_000, "1K<n<10K"),
@@ -95,6 +97,8 @@ def _dataset_card_vars(recipe: Recipe, stats, split_sizes, samples, configs) -> 
         "drop_reasons": recipe.cot.drop,
         "missing_note": _missing_note(missing),
         "mixture_lines": _mixture_lines(stats),
+        "thinking_rows": _thinking_rows(stats),
+        "max_reasoning_tokens": recipe.cot.max_reasoning_tokens,
         "usage_rows": [{"config": n, **s["usage"]} for n, s in stats.items() if "usage" in s],
         "sampling_rows": _sampling_rows(recipe, stats),
         "max_attempts": recipe.cot.max_attempts or recipe.cot.samples,
@@ -132,6 +136,32 @@ def _sampling_rows(recipe: Recipe, stats: dict) -> list[dict]:
         for name, s in stats.items()
         if s["teacher"] in teachers
     ]
+
+
+def _thinking_rows(stats: dict) -> list[dict]:
+    """Per config whose rows carry a reasoning teacher's thinking: where it was found, and the
+    distribution of its length in tokens and steps (mean, then min · p25 · median · p75 · max)."""
+    rows = []
+    for name, s in stats.items():
+        if found := s.get("reasoning"):
+            rows.append(
+                {
+                    "config": name,
+                    "in_completion": "yes" if s.get("thinking") else "no",
+                    "rows": found["rows"],
+                    "sources": ", ".join(f"`{k}` {n}" for k, n in found["sources"].items()),
+                    "tokens": _spread(found["tokens"]),
+                    "steps": _spread(found["steps"]),
+                    "endpoint": _spread(found["endpoint_tokens"]),
+                }
+            )
+    return rows
+
+
+def _spread(d: dict | None) -> str:
+    if d is None:
+        return "–"
+    return f"{d['mean']} ({d['min']} · {d['p25']} · {d['median']} · {d['p75']} · {d['max']})"
 
 
 def _mixture_lines(stats: dict) -> list[str]:
@@ -210,109 +240,8 @@ def _teacher_text(spec) -> str:
             "from each reasoning-gym problem's own solution, one step per operation at the "
             "granularity and format described below: no model was asked, the arithmetic is exact"
         )
-    params = ", ".join(
-        f"{k}={getattr(spec, k)}" for k in ("temperature", "top_p", "max_tokens", "seed")
-    )
+    sampling = [f"{k}={getattr(spec, k)}" for k in ("temperature", "top_p", "max_tokens", "seed")]
+    extras = [f"{k}={v}" for k in ("reasoning_effort", "extra_body") if (v := getattr(spec, k, 0))]
+    marked = {True: "; a reasoning model", False: "; not treated as a reasoning model"}
+    params = ", ".join(sampling + extras) + marked.get(spec.reasoning, "")
     return f"`{spec.model}` through the `{spec.backend}` backend ({params})"
-
-
-# --- model cards ------------------------------------------------------------------------------
-
-
-def render_model_card(
-    recipe: Recipe,
-    *,
-    student: str,
-    base_model: str,
-    base_model_note: str,
-    config: str,
-    supervision: str,
-    teacher: str,
-    repo_id: str,
-    dataset_revision: str,
-    base: dict,
-    distilled: dict,
-    metrics: dict,
-    sft: dict,
-    lora: dict | None,
-    example_question: str,
-    reproduce_command: str,
-):
-    """The card of one distilled student: Hub YAML with a `model-index`, results, how to use it,
-    how it was trained, how to reproduce it."""
-    from huggingface_hub import EvalResult, ModelCard, ModelCardData
-
-    dataset_repo = recipe.dataset.repo_id
-    card_data = ModelCardData(
-        model_name=repo_id.split("/")[-1],
-        base_model=base_model,
-        library_name="peft" if lora else "transformers",
-        pipeline_tag="text-generation",
-        license=recipe.dataset.license,
-        language=recipe.dataset.language,
-        datasets=[dataset_repo],
-        tags=[
-            "cot-factory",
-            "chain-of-thought",
-            "distillation",
-            "trl",
-            "sft",
-            *(["lora"] if lora else []),
-            config,
-        ],
-        eval_results=[
-            EvalResult(
-                task_type="text-generation",
-                task_name="Chain-of-thought problem solving",
-                dataset_type=dataset_repo,
-                dataset_name=dataset_repo,
-                dataset_config="problems",
-                dataset_split="test",
-                dataset_revision=dataset_revision,
-                metric_type="accuracy",
-                metric_name="Accuracy",
-                metric_value=round(distilled["accuracy"], 4),
-            )
-        ],
-    )
-    lift = 100 * (distilled["accuracy"] - base["accuracy"])
-    return ModelCard.from_template(
-        card_data,
-        template_path=str(TEMPLATES / "model_card.md.jinja"),
-        model_name=repo_id.split("/")[-1],
-        repo_id=repo_id,
-        student_name=student,
-        base_model=base_model,
-        base_model_note=base_model_note,
-        config=config,
-        dataset_repo=dataset_repo,
-        dataset_revision=dataset_revision,
-        supervision=supervision,
-        teacher=teacher,
-        recipe_name=recipe.name,
-        tag=recipe.tag,
-        base=base,
-        distilled=distilled,
-        lift=f"{lift:+.1f}",
-        significance=_significance(base, distilled),
-        max_new_tokens=recipe.eval.max_new_tokens,
-        metrics=metrics,
-        train_rows=metrics["rows"],
-        sft=sft,
-        lora=lora,
-        example_question=example_question.replace('"', '\\"'),
-        reproduce_command=reproduce_command,
-        recipe_text=recipe.path.read_text().strip() if recipe.path else "",
-        pct=lambda x: f"{100 * x:.1f}%",
-        interval=lambda ci: f"[{100 * ci[0]:.1f}%, {100 * ci[1]:.1f}%]",
-    )
-
-
-def _significance(base: dict, distilled: dict) -> str:
-    (b_low, b_high), (d_low, d_high) = base["ci95"], distilled["ci95"]
-    if d_low > b_high or b_low > d_high:
-        return "The 95% intervals do not overlap: the difference is larger than the sampling noise."
-    return (
-        "The 95% intervals overlap: on this many test problems the difference may be "
-        "sampling noise."
-    )

@@ -2,7 +2,9 @@
 
 Configs come from the recipe (`plan_configs`); `answer-only` and `reference` come from the source.
 Every response is cached the moment it arrives; the traces are assembled from the cache, so an
-interrupted run resumes where it stopped.
+interrupted run resumes where it stopped. A reasoning teacher's thinking is split from its answer
+(`reasoning`, `reasoning_source`); each of its answers that thought is also a trace of the long
+(`-think`) twin of its config, asked once for both.
 """
 
 from __future__ import annotations
@@ -16,7 +18,10 @@ from tqdm.auto import tqdm
 from factory.answers import final_answer_line
 from factory.cache import GenerationCache, request_key
 from factory.prompts import teacher_messages
+from factory.reasoning import split_response
 from factory.recipe import ConfigPlan, Recipe, plan_configs, teacher_name
+from factory.recipe.plans import THINK, is_reasoning
+from factory.recipe.schema import THINK_TAGS
 from factory.responses import BadResponse, check_response, count_summary
 from factory.sources import Problem
 from factory.teachers import Failure, Request, make_teacher
@@ -50,15 +55,16 @@ def generate(
     for spec in recipe.teacher:
         name = teacher_name(spec)
         teacher = make_teacher(spec, home, recipe.source)
-        mine = [p for p in plans if p.teacher == name]
+        mine = [p for p in plans if p.teacher == name and not p.thinking]
         requests = _requests(recipe, problems, mine, teacher, attempts or {})
         responses = _ask(teacher, name, requests, cache)
-        fingerprint = teacher.fingerprint()
-        traces += [
-            _trace(by_config[r.config], r, responses[r.key], fingerprint, by_id[r.problem_id])
+        fingerprint, tags = teacher.fingerprint(), getattr(spec, "reasoning_tags", THINK_TAGS)
+        short = [
+            _trace(by_config[r.config], r, responses[r.key], fingerprint, by_id[r.problem_id], tags)
             for r in requests
             if r.key in responses
         ]
+        traces += short + _long_traces(recipe, spec, short)
     for plan in plans:
         if plan.teacher in ("gold", "reference"):
             traces.extend(_source_traces(plan, problems))
@@ -92,6 +98,35 @@ def _requests(recipe: Recipe, problems, plans: list[ConfigPlan], teacher, attemp
     return requests
 
 
+def _long_traces(recipe: Recipe, spec, short: list[dict]) -> list[dict]:
+    """The traces of a reasoning teacher's long configs: each of its answers that thought, as a
+    row of its config's `-think` twin (verify drops those over `cot.max_reasoning_tokens`)."""
+    name = teacher_name(spec)
+    thought = [t for t in short if t["reasoning"]]
+    if not is_reasoning(spec, {name} if thought else ()):
+        return []
+    _warn_thoughtless(spec, len(short) - len(thought), len(short))
+    long = {"thinking": True, "max_reasoning_tokens": recipe.cot.max_reasoning_tokens}
+    return [{**t, "config": t["config"] + THINK, **long} for t in thought]
+
+
+def _warn_thoughtless(spec, missing: int, answers: int) -> None:
+    """One warning when a teacher marked `reasoning: true` sent no thinking at all."""
+    name = teacher_name(spec)
+    if answers and missing == answers:
+        opening, closing = getattr(spec, "reasoning_tags", THINK_TAGS)
+        log.warning(
+            "teacher %s is marked `reasoning: true`, but none of its %d answers carried thinking "
+            "(no `reasoning` or `reasoning_content` field, no %s...%s in the text): its -think "
+            "configs are empty. Serve it with a reasoning parser (vLLM or SGLang: "
+            "--reasoning-parser), turn its thinking on (extra_body: {chat_template_kwargs: "
+            "{enable_thinking: true}}), or set its reasoning_tags",
+            *(name, answers, opening, closing),
+        )
+    elif missing:
+        log.info("teacher %s: %d of its %d answers did not think", name, missing, answers)
+
+
 def _unprompted_key(fingerprint: dict, plan: ConfigPlan, problem: Problem) -> str:
     """Replay's rationales are found by config and problem; a program's go through the cache like
     any answer, keyed by what decides them: the program (version, task), the shape, the question."""
@@ -108,7 +143,7 @@ def more_attempts(recipe: Recipe, traces: list[dict], attempts: dict) -> dict:
     sampling = {teacher_name(t) for t in recipe.teacher if t.backend in SAMPLING_BACKENDS}
     kept: Counter[tuple[str, str]] = Counter()
     for trace in traces:
-        if trace["teacher"] in sampling:
+        if trace["teacher"] in sampling and not trace.get("thinking"):  # long twins ask nothing
             pair = (trace["config"], trace["problem_id"])
             kept[pair] += trace["drop_reason"] is None
     more = {}
@@ -187,8 +222,14 @@ def _failed(name: str, failures: list[Failure], asked: int) -> GenerateError:
 
 
 def _trace(
-    plan: ConfigPlan, request: Request, response: dict, fingerprint: dict, problem: Problem
+    plan: ConfigPlan,
+    request: Request,
+    response: dict,
+    fingerprint: dict,
+    problem: Problem,
+    tags: tuple[str, str] = THINK_TAGS,
 ) -> dict:
+    thinking = split_response(response, tags)
     return {
         "config": plan.name,
         "teacher": plan.teacher,
@@ -198,7 +239,11 @@ def _trace(
         "problem_id": request.problem_id,
         "sample": request.sample,
         "messages": request.messages,
-        "raw_output": response["text"],
+        "raw_output": response["text"],  # as received, inline thinking included
+        "output": thinking.answer,  # the text without the thinking
+        "reasoning": thinking.reasoning,
+        "reasoning_source": thinking.source,
+        "thinking_cut": thinking.cut,
         "finish_reason": response["finish_reason"],
         "usage": response.get("usage") or {},  # what the endpoint counted; {} when unknown
         **_gold(problem),
@@ -231,6 +276,9 @@ def _source_traces(plan: ConfigPlan, problems: list[Problem]) -> list[dict]:
                 "sample": 0,
                 "messages": [],
                 "raw_output": text,
+                "output": text,
+                "reasoning": None,
+                "reasoning_source": None,
                 "finish_reason": "stop",
                 **_gold(problem),
             }

@@ -51,6 +51,10 @@ COT_FEATURES = {
     "num_tokens": "int32",
     "finish_reason": "string",
     "raw_output": "string",
+    "reasoning": "string",  # a reasoning teacher's thinking (in the completion of -think rows only)
+    "reasoning_source": "string",  # where it was: `reasoning`, `reasoning_content`, `inline`
+    "num_reasoning_tokens": "int32",
+    "num_reasoning_steps": "int32",
     "pass_rate": "float32",
     "source_config": "string",
     "contaminated_by": "strings",

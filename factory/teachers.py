@@ -2,7 +2,10 @@
 
 Three backends share one shape: `fingerprint()` (what determines an answer, for the cache) and
 `complete(requests, on_result)`, which calls `on_result(request, response)` as each answer arrives
-so the caller can persist it at once. A response is `{"text", "finish_reason", "usage"}`.
+so the caller can persist it at once. A response is `{"text", "finish_reason", "usage"}`, plus
+a reasoning model's thinking where it came apart from the text (`reasoning`, `reasoning_source`)
+or where the prompt opened the thinking tag itself (`thinking_prefilled`); inline thinking stays
+in `text` as received (factory/reasoning.py splits it).
 
 - `openai`: any OpenAI-compatible chat endpoint, asynchronous with bounded concurrency. Retries
   (exponential backoff with jitter, `Retry-After` honoured, on 408/409/429/5xx, timeouts and
@@ -71,6 +74,13 @@ def sampling_params(spec: OpenAITeacher | TransformersTeacher) -> dict[str, Any]
     return {k: getattr(spec, k) for k in ("temperature", "top_p", "max_tokens", "seed")}
 
 
+def request_extras(spec: OpenAITeacher) -> dict[str, Any]:
+    """What a reasoning model is also sent (`reasoning_effort`, `extra_body`), where the recipe
+    sets it: part of the fingerprint, so other settings are other cache entries."""
+    extras = {"reasoning_effort": spec.reasoning_effort, "extra_body": spec.extra_body}
+    return {k: v for k, v in extras.items() if v}
+
+
 def sample_seed(seed: int | None, sample: int) -> int | None:
     """Each sample of one problem gets its own seed, so samples differ yet reproduce."""
     return None if seed is None else seed + sample
@@ -83,7 +93,13 @@ class OpenAIChatTeacher:
         watch(spec.api_key_env)
 
     def fingerprint(self) -> dict[str, Any]:
-        return {"backend": "openai", "model": self.spec.model, **sampling_params(self.spec)}
+        spec = self.spec
+        return {
+            "backend": "openai",
+            "model": spec.model,
+            **sampling_params(spec),
+            **request_extras(spec),
+        }
 
     def complete(self, requests: list[Request], on_result: OnResult) -> list[Failure]:
         """Answer every request; returns the requests that failed after retries."""
@@ -151,6 +167,7 @@ class OpenAIChatTeacher:
             top_p=spec.top_p,
             max_tokens=spec.max_tokens,
             seed=sample_seed(spec.seed, request.sample),
+            **request_extras(spec),
         )
         http = raw.http_response
         try:
@@ -207,8 +224,18 @@ class TransformersTeacherModel:
                 seed=sample_seed(spec.seed, batch[0].sample),
             )
             for request, response in zip(batch, outputs, strict=True):
-                on_result(request, response)
+                on_result(request, self._prefilled(tokenizer, request, response))
         return []
+
+    def _prefilled(self, tokenizer, request: Request, response: dict) -> dict:
+        """The response, marked when the chat template's generation prompt opened the thinking
+        tag itself (DeepSeek-R1-Distill, Qwen3.5): the text then starts inside the thinking."""
+        prompt = tokenizer.apply_chat_template(
+            request.messages, tokenize=False, add_generation_prompt=True
+        )
+        if prompt.rstrip().endswith(self.spec.reasoning_tags[0]):
+            return {**response, "thinking_prefilled": True}
+        return response
 
 
 class ReplayTeacherFiles:

@@ -2,7 +2,10 @@
 
 Every trace gets `completion` (the cleaned rationale), `predicted_answer`, `correct`, `num_steps`,
 `num_tokens` and `drop_reason`: the first of truncated, unparseable, wrong, repetitive, duplicate
-that applies and that the recipe drops (`cot.drop`), else None.
+that applies and that the recipe drops (`cot.drop`), else None. A reasoning teacher's thinking is
+measured apart (`num_reasoning_tokens`, `num_reasoning_steps`) and is in the completion of long
+(`-think`) traces only, which are also dropped as `overlong` past `cot.max_reasoning_tokens`. A
+chain cut off while thinking is truncated, even when the server says it stopped.
 """
 
 from __future__ import annotations
@@ -11,7 +14,9 @@ import re
 from collections import Counter
 
 from factory.answers import extract_answer, is_correct
+from factory.reasoning import long_completion
 from factory.recipe import DROP_REASONS
+from factory.recipe.schema import OVERLONG
 
 LEFTOVER_TAGS = re.compile(r"</?(?:[A-Z][A-Za-z ]{2,60}|explanation|answer|math)>")
 LINE_BREAK_TAG = re.compile(r"<br\s*/?>", re.IGNORECASE)
@@ -69,28 +74,59 @@ def verify(traces: list[dict], task: str, drop: list[str]) -> list[dict]:
     kept_texts: set[tuple[str, str, str]] = set()
     verified = []
     for trace in traces:
-        completion = clean_completion(trace["raw_output"])
+        measured = _measured(trace)
+        completion = measured["completion"]
         predicted = extract_answer(completion, task, trace.get("choices"))
         checks = {
-            "truncated": trace["finish_reason"] == "length",
+            "truncated": trace["finish_reason"] == "length" or bool(trace.get("thinking_cut")),
             "unparseable": predicted is None,
             "wrong": not is_correct(predicted, trace["answer"], task),
             "repetitive": is_repetitive(completion),
+            OVERLONG: _overlong(trace, measured.get("num_reasoning_tokens")),
         }
         seen_key = (trace["config"], trace["problem_id"], " ".join(completion.lower().split()))
         checks["duplicate"] = seen_key in kept_texts
-        reason = next((r for r in DROP_REASONS if r in drop and checks[r]), None)
+        reason = next((r for r in _reasons(drop) if checks[r]), None)
         if reason is None:
             kept_texts.add(seen_key)
         verified.append(
             {
                 **trace,
-                "completion": completion,
+                **measured,
                 "predicted_answer": predicted,
                 "correct": not checks["wrong"],
-                "num_steps": count_steps(completion),
-                "num_tokens": count_tokens(completion),
                 "drop_reason": reason,
             }
         )
     return verified
+
+
+def _measured(trace: dict) -> dict:
+    """A trace's completion (its answer; for a long trace, its thinking then its answer) and
+    granularity: steps and tokens of the completion, and of the thinking alone where it has
+    any (`num_reasoning_steps`, `num_reasoning_tokens`)."""
+    answer = clean_completion(trace.get("output", trace["raw_output"]))
+    measured = {"completion": answer, "num_steps": count_steps(answer)}
+    measured["num_tokens"] = count_tokens(answer)
+    if not trace.get("reasoning"):
+        return measured
+    reasoning = clean_completion(trace["reasoning"])
+    thought = {"num_reasoning_steps": count_steps(reasoning)}
+    thought["num_reasoning_tokens"] = count_tokens(reasoning)
+    if trace.get("thinking"):
+        measured["completion"] = long_completion(reasoning, answer)
+        measured["num_steps"] += thought["num_reasoning_steps"]
+        measured["num_tokens"] += thought["num_reasoning_tokens"]
+    return measured | thought
+
+
+def _overlong(trace: dict, reasoning_tokens: int | None) -> bool:
+    limit = trace.get("max_reasoning_tokens")
+    return bool(trace.get("thinking") and limit and (reasoning_tokens or 0) > limit)
+
+
+def _reasons(drop: list[str]) -> list[str]:
+    """The drop reasons in the order they are checked: the recipe's, with `overlong` (which its
+    limit alone turns on) before `duplicate`."""
+    chosen = [r for r in DROP_REASONS if r in drop and r != "duplicate"]
+    return [*chosen, OVERLONG, *(["duplicate"] if "duplicate" in drop else [])]

@@ -5,6 +5,15 @@ told to do on demand: answer after a fixed delay (throughput benchmark), fail th
 Each answer is `Step 1: ... The answer is N.` where N is the problem's first number, so runs
 are deterministic. Real model serving is tested against `transformers serve` instead.
 
+As a reasoning model (`thinking=`), it works the sum of a `a + b - c =` problem out in several
+paragraphs of thinking (a slip, its correction, a check), then answers with a short explanation
+and the right total. The thinking comes as a reasoning parser serves it, in one of three shapes:
+`"reasoning"` (vLLM since late 2025, OpenRouter) or `"reasoning_content"` (the DeepSeek API,
+older vLLM) message fields, or `"inline"` `<think>...</think>` in the content (no parser); with
+`usage.completion_tokens_details.reasoning_tokens` unless `reasoning_tokens=False`. Tokens are
+words: an answer longer than `max_tokens` is cut there with finish_reason `length`, inside the
+thinking (a field with null content, or an unclosed `<think>`) or after it.
+
 Faults, one per request in arrival order:
 - `"drop"`: the connection closes without an answer.
 - an HTTP status (`"429"`, `"500"`, `"503"`, ...): a JSON error; `"401"` echoes the bearer key
@@ -23,6 +32,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 HTML_PAGE = "<!DOCTYPE html><html><body><h1>502 Bad Gateway</h1>nginx</body></html>"
@@ -35,6 +45,8 @@ class FakeOpenAI:
     faults: list[str] = field(default_factory=list)
     requests: list[dict] = field(default_factory=list)
     writes: Callable[[dict], str] | None = None  # the answer text for a request body, if not ours
+    thinking: str | None = None  # "reasoning", "reasoning_content" or "inline": a reasoning model
+    reasoning_tokens: bool = True  # whether usage counts the thinking's tokens apart
     in_flight_max: int = 0
     _in_flight: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -77,7 +89,10 @@ class FakeOpenAI:
             self.in_flight_max = max(self.in_flight_max, self._in_flight)
         try:
             time.sleep(self.delay)
-            _answer(handler, body, fault, self.writes)
+            writes = self.writes
+            if self.thinking:
+                writes = partial(_reasoned, shape=self.thinking, counted=self.reasoning_tokens)
+            _answer(handler, body, fault, writes)
         finally:
             with self._lock:
                 self._in_flight -= 1
@@ -123,6 +138,8 @@ def _completion(body: dict, writes=None) -> dict:
     answer = numbers[0] if numbers else "0"
     text = f"Step 1: read the problem.\nStep 2: compute.\nThe answer is {answer}."
     text = writes(body) if writes else text
+    if isinstance(text, dict):  # a reasoning model's whole answer
+        return _completion_of(body, question, **text)
     return {
         "id": "chatcmpl-fake",
         "object": "chat.completion",
@@ -154,3 +171,77 @@ def _send(
         handler.send_header(name, value)
     handler.end_headers()
     handler.wfile.write(data)
+
+
+# --- a reasoning model ------------------------------------------------------------------------
+
+TERMS = re.compile(r"(-?\d+(?:\s*[-+]\s*\d+)+)\s*=")
+
+
+def thinking_about(question: str) -> tuple[str, str, int]:
+    """(the thinking, the answer with its explanation, the total) for a sum problem: paragraphs
+    that add the terms one at a time, slip once and correct it, then check in reverse."""
+    expression = TERMS.search(question.split("Problem:")[-1])[1]
+    terms = [int(t.replace(" ", "")) for t in re.findall(r"[-+]?\s*\d+", expression)]
+    total, running, steps = sum(terms), terms[0], []
+    for term in terms[1:]:
+        sign = "+" if term >= 0 else "-"
+        steps.append(
+            f"Now the next term: {running} {sign} {abs(term)}. Counting on from {running}, "
+            f"that is {running + term}. So far so good."
+        )
+        running += term
+    thinking = "\n\n".join(
+        [
+            f"Okay, let me read the problem carefully. I need the value of {expression}, and "
+            "I should give one number at the end.",
+            f"I'll take the terms from left to right. At first I get {total + 1}, but that "
+            "cannot be right: I added one too many. Let me redo it one term at a time.",
+            *steps,
+            "Let me check by going through the terms again in reverse order. Starting from the "
+            f"last term and working back, I reach {total} again, so both orders agree.",
+            f"So the total is {total}. I'll write a short explanation and the answer line.",
+        ]
+    )
+    answer = f"Adding the terms in order gives {total}.\nThe answer is {total}."
+    return thinking, answer, total
+
+
+def _reasoned(body: dict, shape: str, counted: bool) -> dict:
+    thinking, answer, _ = thinking_about(body["messages"][-1]["content"])
+    return {"thinking": thinking, "answer": answer, "shape": shape, "counted": counted}
+
+
+def _completion_of(body: dict, question: str, thinking, answer, shape, counted) -> dict:
+    """The chat completion of a reasoning model's thinking and answer in `shape`, cut at
+    `max_tokens` words."""
+    budget = body.get("max_tokens") or 10**9
+    thought, said = _cut(thinking, budget), _cut(answer, budget - len(thinking.split()))
+    finish = "length" if thought != thinking or said != answer else "stop"
+    message = {"role": "assistant", "content": said or None}
+    if shape == "inline":
+        closing = "\n</think>\n\n" if thought == thinking else ""
+        message["content"] = f"<think>\n{thought}{closing}{said}"
+    else:
+        message[shape] = thought
+    completion = len(thought.split()) + len(said.split())
+    usage = {"prompt_tokens": len(question.split()), "completion_tokens": completion}
+    usage["total_tokens"] = usage["prompt_tokens"] + completion
+    if counted:
+        usage["completion_tokens_details"] = {"reasoning_tokens": len(thought.split())}
+    choice = {"index": 0, "message": message, "finish_reason": finish}
+    model = body["model"]
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [choice],
+        "usage": usage,
+    }
+
+
+def _cut(text: str, words: int) -> str:
+    """`text` up to its first `words` words (all of it when it has no more)."""
+    pieces = re.findall(r"\S+\s*", text)
+    return text if len(pieces) <= words else "".join(pieces[: max(words, 0)]).rstrip()

@@ -18,13 +18,24 @@ from factory.recipe.names import (
     teacher_name,
     unique,
 )
-from factory.recipe.plans import CONFIG_NAME, plan_configs
+from factory.recipe.plans import SHAPE_NAME, THINK, plan_configs
 from factory.recipe.where import locate
 
 TaskType = Literal["math", "multiple_choice", "yes_no"]
 Format = Literal["cot", "subq", "rar", "sym"]
 DropReason = Literal["truncated", "unparseable", "wrong", "repetitive", "duplicate"]
 DROP_REASONS: tuple[str, ...] = ("truncated", "unparseable", "wrong", "repetitive", "duplicate")
+OVERLONG = "overlong"  # a long chain over `cot.max_reasoning_tokens`: dropped whenever it is set
+THINK_TAGS = ("<think>", "</think>")
+REQUEST_KEYS = (
+    "model",
+    "messages",
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "seed",
+    "reasoning_effort",
+)
 Seed = Annotated[int, Field(ge=0, lt=limits.SEED_END)]
 # The reasoning-gym tasks and the formats factory/programs writes rationales for.
 PROGRAM_TASKS: tuple[str, ...] = ("basic_arithmetic", "chain_sum", "leg_counting")
@@ -128,6 +139,25 @@ class Sampling(Named):
     top_p: float = Field(1.0, gt=0, le=1)
     max_tokens: int = Field(512, ge=1, le=limits.MAX_TOKENS)
     seed: Seed | None = 0
+    # Reasoning models. Left out of dumps (and so of the recipe hash) at their defaults.
+    reasoning: bool | None = Field(
+        None,
+        description="a reasoning model: build a `-think` config beside each config; "
+        "null: when its answers carry thinking; false: never",
+        exclude_if=lambda value: value is None,
+    )
+    reasoning_tags: tuple[str, str] = Field(
+        THINK_TAGS,
+        description="the tag pair around thinking inline in the text",
+        exclude_if=lambda tags: tuple(tags) == THINK_TAGS,
+    )
+
+    @field_validator("reasoning_tags")
+    @classmethod
+    def _two_tags(cls, tags: tuple[str, str]) -> tuple[str, str]:
+        if not all(tag.strip() for tag in tags) or tags[0] == tags[1]:
+            raise ValueError("two different, non-empty tags: [opening, closing]")
+        return tags
 
 
 class Price(Strict):
@@ -147,6 +177,22 @@ class OpenAITeacher(Sampling):
     max_retries: int = Field(6, ge=0, le=limits.MAX_RETRIES)
     timeout: float = Field(120.0, gt=0, le=limits.MAX_TIMEOUT)
     price: Price | None = Field(None, description="per million prompt and completion tokens")
+    reasoning_effort: Literal["none", "minimal", "low", "medium", "high", "xhigh"] | None = Field(
+        None, description="sent as is", exclude_if=lambda value: value is None
+    )
+    extra_body: dict[str, Any] = Field(
+        {},
+        description="more request fields, e.g. chat_template_kwargs: {enable_thinking: true}",
+        exclude_if=lambda body: not body,
+    )
+
+    @field_validator("extra_body")
+    @classmethod
+    def _no_request_keys(cls, body: dict[str, Any]) -> dict[str, Any]:
+        for key in body:
+            if key in REQUEST_KEYS:
+                raise ValueError(f"{key!r} is a teacher key of its own: set teacher.{key}")
+        return body
 
 
 class TransformersTeacher(Sampling):
@@ -165,7 +211,7 @@ class ReplayTeacher(Named):
     @classmethod
     def _config_names(cls, files: dict[str, str]) -> dict[str, str]:
         for config in files:
-            if not CONFIG_NAME.match(config):
+            if not SHAPE_NAME.match(config):
                 raise ValueError(f"{config!r} is not a config name ({{format}}-L{{1-6}})")
         return files
 
@@ -246,6 +292,14 @@ class Cot(Strict):
     )
     drop: list[DropReason] = list(DROP_REASONS)
     decontaminate: Decontamination = Decontamination()
+    max_reasoning_tokens: int | None = Field(
+        None,
+        ge=1,
+        le=limits.MAX_TOKENS,
+        description="long (`-think`) rows whose thinking has more tokens (words and punctuation) "
+        "are dropped as `overlong`",
+        exclude_if=lambda value: value is None,
+    )
 
     _unique = field_validator("levels", "formats", "drop")(unique)
 
@@ -394,8 +448,12 @@ class Recipe(Strict):
             for member in members:
                 if member not in built:
                     known = ", ".join(built)
+                    hint = (
+                        "; set `reasoning: true` on its teacher" if member.endswith(THINK) else ""
+                    )
                     raise KeyedError(
-                        ("mixtures", name), f"{member!r} is not built by this recipe ({known})"
+                        ("mixtures", name),
+                        f"{member!r} is not built by this recipe ({known}){hint}",
                     )
         return self
 
