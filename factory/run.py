@@ -132,6 +132,20 @@ def publish_dataset(recipe: Recipe, home: Path, target: str | None = None):
     return record
 
 
+def preview_dataset(recipe: Recipe, home: Path, problems: int):
+    """Ask every teacher about the first `problems` training problems of each config (one
+    sample, through the cache, so the full build reuses each answer), verify the answers and
+    estimate the full build (`preview.Preview`). Writes no run folder or dataset."""
+    from factory.preview import preview_recipe, summarize
+    from factory.sources import load_problems
+
+    if problems < 1:
+        raise RunError(f"--preview needs at least one problem, got {problems}")
+    train = _located(load_problems, recipe)["train"]
+    traces = _verified_traces(preview_recipe(recipe), train[:problems], home)
+    return summarize(recipe, traces, len(train), problems)
+
+
 def _publish(recipe: Recipe, home: Path, target: str, folder: Path, repo: tuple, tag, what: str):
     """Publish `folder` as `repo` (repo_id, repo_type) to the target; returns its record."""
     from factory.hub import make_target
@@ -423,28 +437,3 @@ def _published_json(folder: Path, name: str, repo_id: str) -> dict:
     if not (folder / name).is_file():
         raise HubError(f"{repo_id} has no {name}: it was not published by `cot-factory run`")
     return json.loads((folder / name).read_text())
-
-
-# --- preview (issue 18): added at the end, nothing above changed -------------------------------
-
-
-def preview_dataset(recipe: Recipe, home: Path, problems: int):
-    """Ask every teacher about the first `problems` training problems of each config (sample 0,
-    through the cache, so the full build reuses each answer), verify the answers and estimate
-    the full build (`preview.Preview`). Writes no run folder or dataset; publishes nothing."""
-    from factory.cache import GenerationCache
-    from factory.generate import generate
-    from factory.preview import preview_recipe, summarize
-    from factory.sources import load_problems
-    from factory.verify import verify
-
-    if problems < 1:
-        raise RunError(f"--preview needs at least one problem, got {problems}")
-    train = _located(load_problems, recipe)["train"]
-    cache = GenerationCache(cache_path(home))
-    try:
-        traces = generate(preview_recipe(recipe), train[:problems], cache, home)
-    finally:
-        cache.close()
-    verified = verify(traces, recipe.source.task, recipe.cot.drop)
-    return summarize(recipe, verified, len(train), problems)
