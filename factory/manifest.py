@@ -62,6 +62,7 @@ class StudentEntry(BaseModel):
     accuracy: float
     ci95: list[float]
     n: int
+    truncated: int = 0  # answers cut off by the evaluation's max_new_tokens
 
     @classmethod
     def of(cls, student, config, seed, release, published, base, distilled) -> StudentEntry:
@@ -75,6 +76,7 @@ class StudentEntry(BaseModel):
             accuracy=distilled["accuracy"],
             ci95=distilled["ci95"],
             n=distilled["total"],
+            truncated=distilled.get("truncated", 0),
         )
 
 

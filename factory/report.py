@@ -59,6 +59,7 @@ class RunResult:
     mean_tokens: float | None
     teacher_accuracy: float | None
     ci95: list[float] = field(default_factory=list)
+    truncated: int = 0  # answers cut off by the evaluation's max_new_tokens
 
     @property
     def accuracy(self) -> float:
@@ -111,6 +112,7 @@ def _pooled(student: str, config_dir: Path, stats: dict) -> RunResult | None:
         mean_tokens=stats["mean_tokens"],
         teacher_accuracy=stats["teacher_accuracy"],
         ci95=[round(x, 4) for x in wilson_interval(correct, total)],
+        truncated=sum(m.get("truncated", 0) for m in metrics),
     )
 
 
@@ -210,14 +212,14 @@ def render_markdown(
 def _table(results: list[RunResult]) -> list[str]:
     rows = [
         "| config | teacher | steps | tokens per completion | teacher accuracy | "
-        "student accuracy | 95% interval | seeds (spread) | training time |",
-        "|---|---|---:|---:|---:|---:|---|---|---:|",
+        "student accuracy | 95% interval | cut off | seeds (spread) | training time |",
+        "|---|---|---:|---:|---:|---:|---|---:|---|---:|",
     ]
     for r in sorted(results, key=lambda r: (r.format or "~", r.level or 0, r.config)):
         teacher = "–" if r.teacher_accuracy is None else _pct(r.teacher_accuracy)
         rows.append(
             f"| `{r.config}` | {r.teacher} | {_num(r.mean_steps)} | {_num(r.mean_tokens)} | "
-            f"{teacher} | {_pct(r.accuracy)} | {_interval(r.ci95)} | "
+            f"{teacher} | {_pct(r.accuracy)} | {_interval(r.ci95)} | {r.truncated} | "
             f"{len(r.seeds)} (±{100 * r.spread:.1f}) | {r.train_seconds / 60:.1f} min |"
         )
     return rows

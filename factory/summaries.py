@@ -53,15 +53,15 @@ def load_hint(record, tag: str, registry) -> str:
 
 def students_table(entries) -> str:
     lines = [
-        f"{'student':<16} {'config':<20} {'base':>7} {'distilled':>10} {'95% interval':>16}  "
-        "published"
+        f"{'student':<16} {'config':<20} {'base':>7} {'distilled':>10} {'95% interval':>16} "
+        f"{'cut off':>8}  published"
     ]
     for e in entries:
         low, high = e.ci95
         lines.append(
             f"{e.student:<16} {e.config:<20} {100 * e.base_accuracy:>6.1f}% "
-            f"{100 * e.accuracy:>9.1f}% {f'[{100 * low:.1f}, {100 * high:.1f}]':>16}  "
-            f"{e.published.repo_id}@{e.published.commit[:8]}"
+            f"{100 * e.accuracy:>9.1f}% {f'[{100 * low:.1f}, {100 * high:.1f}]':>16} "
+            f"{e.truncated:>8}  {e.published.repo_id}@{e.published.commit[:8]}"
         )
         lines.append(f"{'':<16} card: {e.published.path or e.release}/README.md")
     return "\n".join(lines)
