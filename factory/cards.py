@@ -244,4 +244,5 @@ def _teacher_text(spec) -> str:
     extras = [f"{k}={v}" for k in ("reasoning_effort", "extra_body") if (v := getattr(spec, k, 0))]
     marked = {True: "; a reasoning model", False: "; not treated as a reasoning model"}
     params = ", ".join(sampling + extras) + marked.get(spec.reasoning, "")
-    return f"`{spec.model}` through the `{spec.backend}` backend ({params})"
+    asked = f", asked about the first {spec.limit} training problems" if spec.limit else ""
+    return f"`{spec.model}` through the `{spec.backend}` backend ({params}){asked}"

@@ -56,7 +56,8 @@ def generate(
         name = teacher_name(spec)
         teacher = make_teacher(spec, home, recipe.source)
         mine = [p for p in plans if p.teacher == name and not p.thinking]
-        requests = _requests(recipe, problems, mine, teacher, attempts or {})
+        asked = problems[: getattr(spec, "limit", None)]  # `teacher.limit`: the first N only
+        requests = _requests(recipe, asked, mine, teacher, attempts or {})
         responses = _ask(teacher, name, requests, cache)
         fingerprint, tags = teacher.fingerprint(), getattr(spec, "reasoning_tags", THINK_TAGS)
         short = [

@@ -318,3 +318,21 @@ def test_max_attempts_below_samples_is_a_recipe_error(tmp_path):
     )
     with pytest.raises(RecipeError, match=r"cot.max_attempts: must be at least cot.samples \(3\)"):
         load_recipe(edit(path, cot={"max_attempts": 2}))
+
+
+@pytest.mark.slow
+def test_a_teacher_limit_asks_about_the_first_problems_only(tmp_path, home):
+    from fake_openai import FakeOpenAI
+    from test_generate import fake_teacher, write_recipe
+
+    server = FakeOpenAI().start()
+    try:
+        path = write_recipe(tmp_path, fake_teacher(server, limit=2), train=5)
+        done = build_dataset(load_recipe(path), home)
+    finally:
+        server.stop()
+    assert len(server.requests) == 2
+    stats = done.manifest.configs["cot-L1"]
+    assert stats["problems_answered"] == 2 and stats["problems_missing"] == 3
+    card = DatasetCard.load(done.run.dataset / "README.md").text
+    assert "asked about the first 2 training problems" in card

@@ -30,6 +30,13 @@ class Sampling(Named):
     top_p: float = Field(1.0, gt=0, le=1)
     max_tokens: int = Field(512, ge=1, le=limits.MAX_TOKENS)
     seed: Seed | None = 0
+    limit: int | None = Field(
+        None,
+        ge=1,
+        le=limits.MAX_PROBLEMS,
+        description="ask this teacher about the first N training problems only",
+        exclude_if=lambda value: value is None,
+    )
     # Reasoning models. Left out of dumps (and so of the recipe hash) at their defaults.
     reasoning: bool | None = Field(
         None,
