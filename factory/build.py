@@ -233,4 +233,5 @@ def _row(trace: dict, task: str) -> dict:
         "pass_rate": trace["pass_rate"],
         "source_config": trace.get("source_config", trace["config"]),
         "contaminated_by": trace.get("contaminated_by", []),
+        "replica": trace.get("replica"),
     }

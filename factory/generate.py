@@ -247,6 +247,7 @@ def _trace(
         "thinking_cut": thinking.cut,
         "finish_reason": response["finish_reason"],
         "usage": response.get("usage") or {},  # what the endpoint counted; {} when unknown
+        "replica": response.get("replica"),  # the `openai` URL that answered, where known
         **_gold(problem),
     }
 

@@ -58,6 +58,7 @@ COT_FEATURES = {
     "pass_rate": "float32",
     "source_config": "string",
     "contaminated_by": "strings",
+    "replica": "string",
 }
 PROBLEM_FEATURES = {
     "id": "string",

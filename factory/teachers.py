@@ -7,12 +7,13 @@ a reasoning model's thinking where it came apart from the text (`reasoning`, `re
 or where the prompt opened the thinking tag itself (`thinking_prefilled`); inline thinking stays
 in `text` as received (factory/reasoning.py splits it).
 
-- `openai`: any OpenAI-compatible chat endpoint, asynchronous with bounded concurrency. Retries
-  (exponential backoff with jitter, `Retry-After` honoured, on 408/409/429/5xx, timeouts and
-  dropped connections) are the official `openai` client's own. A 200 answer is checked before
-  it is kept (`check_response`): an HTML page, an event stream, invalid JSON, empty or null
-  content, more than `max_tokens` are retried with the same backoff, never cached. Error texts
-  are redacted (factory/secrets.py).
+- `openai`: any OpenAI-compatible chat endpoint, or several replicas of one model, asynchronous
+  with bounded concurrency (factory/replicas.py). One endpoint's retries (exponential backoff
+  with jitter, `Retry-After` honoured, on 408/409/429/5xx, timeouts and dropped connections) are
+  the official `openai` client's own; replicas move a failed request to another. A 200 answer
+  is checked before it is kept (`check_response`): an HTML page, an event stream, invalid JSON,
+  empty or null content, more than `max_tokens` are retried with the same backoff, never cached.
+  Error texts are redacted (factory/secrets.py).
 - `transformers`: a local model in-process, batched generation with left padding.
 - `replay`: rationales that already exist, from the paper's alpaca JSON files.
 - `program`: rationales written from each reasoning-gym problem's own solution (factory/programs),
@@ -25,7 +26,6 @@ import asyncio
 import hashlib
 import logging
 import os
-import random
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,13 +34,12 @@ from typing import Any
 
 from factory.recipe import GymSource, OpenAITeacher, ReplayTeacher, TransformersTeacher
 from factory.recipe.schema import ProgramTeacher
-from factory.responses import BadResponse, check_response, count_summary, parse_completion
+from factory.replicas import Replica, ReplicaPool, ReplicasDown, ask_checked, replica_urls
+from factory.responses import BadResponse, count_summary
 from factory.secrets import redact, watch
 from factory.sources import alpaca_question, read_table
 
 log = logging.getLogger(__name__)
-
-RETRY_DELAY, MAX_RETRY_DELAY = 0.5, 8.0  # seconds, as the openai client backs off
 
 
 @dataclass(frozen=True)
@@ -93,6 +92,7 @@ class OpenAIChatTeacher:
         watch(spec.api_key_env)
 
     def fingerprint(self) -> dict[str, Any]:
+        """Model and parameters, not the URLs: replicas of one model share their answers."""
         spec = self.spec
         return {
             "backend": "openai",
@@ -105,88 +105,55 @@ class OpenAIChatTeacher:
         """Answer every request; returns the requests that failed after retries."""
         return asyncio.run(self._complete_all(requests, on_result))
 
-    def _client(self):
-        from openai import AsyncOpenAI
-
+    def _api_key(self) -> str:
         key_env = self.spec.api_key_env
         api_key = os.environ.get(key_env) if key_env else None
         if key_env and not api_key:
             raise TeacherError(
                 f"teacher {self.spec.model}: environment variable {key_env} is not set"
             )
-        return AsyncOpenAI(
-            base_url=self.spec.base_url,
-            api_key=api_key or "not-needed",
-            max_retries=self.spec.max_retries,
-            timeout=self.spec.timeout,
-        )
+        return api_key or "not-needed"
 
     async def _complete_all(self, requests: list[Request], on_result: OnResult):
-        import openai
+        spec, failures = self.spec, []
 
-        client, gate, failures = self._client(), asyncio.Semaphore(self.spec.concurrency), []
+        def settle(replica: Replica, request: Request, err: Exception) -> None:
+            failures.append(self._failure(replica.url, request, err))
 
-        async def one(request: Request) -> None:
-            async with gate:
-                try:
-                    response = await self._ask_checked(client, request)
-                except (openai.APIError, BadResponse) as err:
-                    failures.append(self._failure(request, err))
-                    return
-                on_result(request, response)
-
-        async with client:
-            tasks = [asyncio.create_task(one(r)) for r in requests]
-            try:
-                await asyncio.gather(*tasks)
-            finally:
-                for task in tasks:
-                    task.cancel()
+        pool = ReplicaPool(spec, self._api_key(), self._ask, on_result, settle)
+        try:
+            await pool.run(requests)
+        except ReplicasDown as down:
+            message = f"teacher {spec.model}: {down}; the {pool.answers} answers that arrived"
+            raise TeacherError(redact(f"{message} are cached, re-run to resume")) from None
         if self.bad_responses:
             summary = count_summary(self.bad_responses)
-            log.warning("teacher %s: bad answers, none cached: %s", self.spec.model, summary)
+            log.warning("teacher %s: bad answers, none cached: %s", spec.model, summary)
         return failures
 
-    async def _ask_checked(self, client, request: Request) -> dict:
-        """The first answer that passes `check_response`; bad ones are retried with backoff."""
-        for attempt in range(self.spec.max_retries):
-            try:
-                return await self._ask(client, request)
-            except BadResponse as bad:
-                delay = min(MAX_RETRY_DELAY, RETRY_DELAY * 2**attempt) * (1 - random.random() / 4)
-                log.debug("teacher %s: %s; retrying in %.2fs", self.spec.model, bad, delay)
-                await asyncio.sleep(delay)
-        return await self._ask(client, request)
-
-    async def _ask(self, client, request: Request) -> dict:
+    async def _ask(self, replica: Replica, request: Request) -> dict:
         spec = self.spec
-        raw = await client.chat.completions.with_raw_response.create(
-            model=spec.model,
-            messages=request.messages,
-            temperature=spec.temperature,
-            top_p=spec.top_p,
-            max_tokens=spec.max_tokens,
-            seed=sample_seed(spec.seed, request.sample),
+        params = {
+            "model": spec.model,
+            "messages": request.messages,
+            "temperature": spec.temperature,
+            "top_p": spec.top_p,
+            "max_tokens": spec.max_tokens,
+            "seed": sample_seed(spec.seed, request.sample),
             **request_extras(spec),
-        )
-        http = raw.http_response
-        try:
-            response = parse_completion(http.headers.get("content-type", ""), http.text)
-            return check_response(response, spec.max_tokens)
-        except BadResponse as bad:
-            self.bad_responses[bad.kind] += 1
-            raise
+        }
+        return await ask_checked(replica, params, spec.max_retries, self.bad_responses)
 
-    def _failure(self, request: Request, err: Exception) -> Failure:
+    def _failure(self, url: str, request: Request, err: Exception) -> Failure:
         """The class of a request's last error; raises TeacherError where no request can work."""
         import openai
 
-        url, model = self.spec.base_url, self.spec.model
+        model, alone = self.spec.model, len(replica_urls(self.spec)) == 1
         if isinstance(err, openai.AuthenticationError | openai.PermissionDeniedError):
             raise TeacherError(redact(f"{url} refused the API key: {err}")) from None
         if isinstance(err, openai.NotFoundError):
             raise TeacherError(redact(f"{url}: model {model!r}: {err}")) from None
-        if type(err) is openai.APIConnectionError:  # its subclass APITimeoutError is counted
+        if type(err) is openai.APIConnectionError and alone:  # a timeout is counted
             reason, tries = str(err.__cause__ or err), self.spec.max_retries + 1
             message = f"teacher {model}: cannot reach {url} ({reason}; {tries} tries)"
             raise TeacherError(redact(message)) from None

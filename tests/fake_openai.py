@@ -1,6 +1,7 @@
 """A scriptable OpenAI-compatible chat endpoint on loopback, for what a real server cannot be
 told to do on demand: answer after a fixed delay (throughput benchmark), fail the next requests
-(retry and fault tests), and count every request it received.
+(retry and fault tests), die mid-run (`kill`, or on its own after `die_after` answers: replica
+failover), and count every request it received and every answer it sent.
 
 Each answer is `Step 1: ... The answer is N.` where N is the problem's first number, so runs
 are deterministic. Real model serving is tested against `transformers serve` instead.
@@ -26,8 +27,10 @@ Faults, one per request in arrival order:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -47,9 +50,13 @@ class FakeOpenAI:
     writes: Callable[[dict], str] | None = None  # the answer text for a request body, if not ours
     thinking: str | None = None  # "reasoning", "reasoning_content" or "inline": a reasoning model
     reasoning_tokens: bool = True  # whether usage counts the thinking's tokens apart
+    die_after: int | None = None  # good answers sent before the server dies (`kill`) on its own
+    answered: int = 0  # good completions sent in full (a fault is not one)
     in_flight_max: int = 0
+    dead: bool = False
     _in_flight: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _connections: set = field(default_factory=set)
 
     def start(self) -> FakeOpenAI:
         fake = self
@@ -61,12 +68,29 @@ class FakeOpenAI:
             def log_message(self, *args) -> None:
                 pass
 
+            def setup(self) -> None:
+                super().setup()
+                with fake._lock:
+                    fake._connections.add(self.connection)
+
+            def finish(self) -> None:
+                with fake._lock:
+                    fake._connections.discard(self.connection)
+                super().finish()
+
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                fake._serve(self, body)
+                if fake.dead:  # accepted while dying
+                    _hang_up(self)
+                else:
+                    fake._serve(self, body)
 
         class Server(ThreadingHTTPServer):
             request_queue_size = 128  # the default 5 refuses bursts of concurrent connects
+
+            def handle_error(self, request, client_address) -> None:
+                if not fake.dead:  # a dead server's connections fail as they should
+                    super().handle_error(request, client_address)
 
         self.server = Server(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
@@ -81,6 +105,16 @@ class FakeOpenAI:
         self.server.shutdown()
         self.server.server_close()
 
+    def kill(self) -> None:
+        """Die as a crashed server does: every open connection closes, the requests in flight
+        get no answer, and new connections are refused."""
+        with self._lock:
+            self.dead, connections = True, list(self._connections)
+        for connection in connections:
+            with contextlib.suppress(OSError):  # already closed
+                connection.shutdown(socket.SHUT_RDWR)
+        self.stop()
+
     def _serve(self, handler: BaseHTTPRequestHandler, body: dict) -> None:
         with self._lock:
             self.requests.append(body)
@@ -92,17 +126,34 @@ class FakeOpenAI:
             writes = self.writes
             if self.thinking:
                 writes = partial(_reasoned, shape=self.thinking, counted=self.reasoning_tokens)
-            _answer(handler, body, fault, writes)
+            self._send_answer(handler, body, fault, writes)
         finally:
             with self._lock:
                 self._in_flight -= 1
+
+    def _send_answer(self, handler: BaseHTTPRequestHandler, body: dict, fault, writes) -> None:
+        """The answer, unless the server died meanwhile; it dies after its `die_after`th."""
+        with self._lock:  # no answer leaves after `kill`, and each one sent is counted
+            if self.dead:
+                return _hang_up(handler)
+            _answer(handler, body, fault, writes)
+            self.answered += fault is None
+            self.dead = self.answered == self.die_after
+        if self.dead:
+            self.kill()
+
+
+def _hang_up(handler: BaseHTTPRequestHandler) -> None:
+    """The connection closes without an answer."""
+    handler.close_connection = True
+    with contextlib.suppress(OSError):  # already closed
+        handler.connection.shutdown(socket.SHUT_RDWR)
 
 
 def _answer(handler: BaseHTTPRequestHandler, body: dict, fault: str | None, writes=None) -> None:
     key = handler.headers.get("Authorization", "").removeprefix("Bearer ")
     if fault == "drop":
-        handler.close_connection = True
-        handler.connection.shutdown(2)
+        _hang_up(handler)
     elif fault and fault.isdigit():
         message = f"Incorrect API key provided: {key}" if fault == "401" else f"injected {fault}"
         headers = {"Retry-After": "0"} if fault == "429" else {}

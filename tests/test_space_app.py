@@ -104,6 +104,7 @@ def cot_row(problem: dict, completion: str) -> dict:
         "pass_rate": 1.0,
         "source_config": "cot-L1",
         "contaminated_by": [],
+        "replica": None,
     }
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from factory.recipe import limits
 from factory.recipe.base import Named, Seed, Strict
+from factory.recipe.names import KeyedError, unique
 from factory.recipe.plans import SHAPE_NAME
 
 THINK_TAGS = ("<think>", "</think>")
@@ -69,7 +70,11 @@ class OpenAITeacher(Sampling):
     backend: Literal["openai"]
     name: str | None = None
     model: str
-    base_url: str = "https://api.openai.com/v1"
+    base_url: str | Annotated[list[str], Field(min_length=1)] = Field(
+        "https://api.openai.com/v1",
+        description="the endpoint, or a list of replicas of one model (several vLLM servers) "
+        "sharing `concurrency`; answers do not depend on which replica gave them",
+    )
     api_key_env: str | None = "OPENAI_API_KEY"
     concurrency: int = Field(8, ge=1, le=limits.MAX_CONCURRENCY)
     max_retries: int = Field(6, ge=0, le=limits.MAX_RETRIES)
@@ -83,6 +88,19 @@ class OpenAITeacher(Sampling):
         description="more request fields, e.g. chat_template_kwargs: {enable_thinking: true}",
         exclude_if=lambda body: not body,
     )
+
+    @field_validator("base_url")
+    @classmethod
+    def _replicas_unique(cls, base_url: str | list[str]) -> str | list[str]:
+        return base_url if isinstance(base_url, str) else unique(base_url)
+
+    @model_validator(mode="after")
+    def _a_share_per_replica(self) -> OpenAITeacher:
+        n = 1 if isinstance(self.base_url, str) else len(self.base_url)
+        if self.concurrency < n:
+            message = f"{n} replicas need a concurrency of at least {n}, one request each"
+            raise KeyedError(("concurrency",), message)
+        return self
 
     @field_validator("extra_body")
     @classmethod
