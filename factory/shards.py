@@ -70,11 +70,13 @@ PROBLEM_FEATURES = {
 
 
 def write_parquet(rows: list[dict], path: Path, columns: dict) -> None:
-    from datasets import Dataset, disable_progress_bars
+    """One shard holding `rows`, at `path`; a column a row lacks is null in it."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
-    disable_progress_bars()  # one bar per long loop; a shard write is not one
     path.parent.mkdir(parents=True, exist_ok=True)
-    Dataset.from_list(rows, features=_features(columns)).to_parquet(str(path))
+    schema = _features(columns).arrow_schema
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)
 
 
 def held_out_problems(dataset_dir: Path) -> list:
