@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 WORD = re.compile(r"[^\W_]+")
@@ -61,27 +62,31 @@ def index_for(spec, problems: dict) -> Index:
     return index
 
 
-def mark(traces: list[dict], index: Index, action: str) -> list[dict]:
+def mark(traces: Iterable[dict], index: Index, action: str) -> Iterator[dict]:
     """Every trace with `contaminated_by` (the evaluation sets its question appears in); with
-    `drop`, a contaminated trace that would have been kept is dropped as `contaminated`."""
+    `drop`, a contaminated trace that would have been kept is dropped as `contaminated`. A
+    stream: each question is looked up once (the questions are the problems')."""
     by_question: dict[str, list[str]] = {}
-    marked = []
     for trace in traces:
         question = trace["question"]
         if question not in by_question:
             by_question[question] = index.matches(question)
         sets = by_question[question]
         dropped = trace["drop_reason"] or ("contaminated" if sets and action == "drop" else None)
-        marked.append({**trace, "contaminated_by": sets, "drop_reason": dropped})
-    return marked
+        yield {**trace, "contaminated_by": sets, "drop_reason": dropped}
 
 
-def counts(traces: list[dict]) -> dict[str, dict[str, int]]:
+def flagged(trace: dict) -> list[str]:
+    """The evaluation sets a trace counts in: its own, if it is kept or dropped as contaminated."""
+    if trace["drop_reason"] in (None, "contaminated"):
+        return trace.get("contaminated_by") or []
+    return []
+
+
+def counts(traces: Iterable[dict]) -> dict[str, dict[str, int]]:
     """Per config, per evaluation set: how many of its rows (kept, or dropped as contaminated)
     have a question that appears there."""
     found: dict[str, Counter] = {}
     for trace in traces:
-        tally = found.setdefault(trace["config"], Counter())
-        if trace["drop_reason"] in (None, "contaminated"):
-            tally.update(trace.get("contaminated_by") or [])
+        found.setdefault(trace["config"], Counter()).update(flagged(trace))
     return {config: dict(sorted(tally.items())) for config, tally in found.items()}

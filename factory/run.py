@@ -51,7 +51,9 @@ class Built:
 
 
 def build_dataset(recipe: Recipe, home: Path) -> Built:
-    """source -> generate -> verify -> build, each stage's output kept in the run folder."""
+    """source -> generate -> verify -> build, each stage's output kept in the run folder. The
+    traces stream from the cache through verification and decontamination into the dataset's
+    shards and the traces file: memory holds the problems and counts, not traces or rows."""
     from factory.build import build
     from factory.contamination import index_for, mark
     from factory.sources import load_problems
@@ -62,40 +64,42 @@ def build_dataset(recipe: Recipe, home: Path) -> Built:
         shutil.copyfile(recipe.path, run.root / RECIPE_COPY)
     problems = _located(load_problems, recipe)
     for split, items in problems.items():
-        write_jsonl(run.problems(split), [p.to_dict() for p in items])
+        write_jsonl(run.problems(split), (p.to_dict() for p in items))  # a line at a time
     log.info("source: %s", ", ".join(f"{len(v)} {k}" for k, v in problems.items()))
     contamination = recipe.cot.decontaminate
     traces = _verified_traces(recipe, problems["train"], home)
     traces = mark(traces, index_for(contamination, problems), contamination.action)
-    write_jsonl(run.traces, traces)
-    stats = build(recipe, problems, traces, run.dataset)
+    stats = build(recipe, problems, traces, run.dataset, run.traces)
     seconds = time.perf_counter() - start
     source = {s: {"kept": len(v), "skipped": problems.skipped[s]} for s, v in problems.items()}
     manifest = Manifest.rebuilt(run.manifest, recipe, stats, seconds, source)
     return Built(recipe, run, manifest, seconds)
 
 
-def _verified_traces(recipe: Recipe, train: list, home: Path) -> list[dict]:
+def _verified_traces(recipe: Recipe, train: list, home: Path):
     """Every teacher's traces, verified, through the cache; sampling teachers are asked again
-    until `cot.samples` traces verify per problem and config, or `cot.max_attempts` run out."""
+    until `cot.samples` traces verify per problem and config, or `cot.max_attempts` run out
+    (each round reads back only the pairs it asked again). Everything is asked first; the
+    traces are a `Stream`, read from the cache and verified afresh each time it is iterated."""
     from factory.cache import GenerationCache
-    from factory.generate import generate, more_attempts
-    from factory.verify import verify
+    from factory.generate import Stream, Work, ask, generate, more_attempts, sampled
+    from factory.verify import verified
 
-    cache, attempts = GenerationCache(cache_path(home)), {}
+    path, attempts, warned = cache_path(home), {}, set()
 
-    def asked() -> list[dict]:
-        traces = generate(recipe, train, cache, home, attempts)
-        return verify(traces, recipe.source.task, recipe.cot.drop)
+    def read(source, pairs=None):
+        with GenerationCache(path) as cache:
+            work = Work(recipe, train, cache, home, attempts, pairs, warned)
+            yield from verified(source(work), recipe.source.task, recipe.cot.drop)
 
-    try:
-        traces = asked()
-        while more := more_attempts(recipe, traces, attempts):
+    with GenerationCache(path) as cache:
+        ask(Work(recipe, train, cache, home, attempts))
+        pairs = None
+        while more := more_attempts(recipe, read(sampled, pairs), attempts):
             attempts.update(more)
-            traces = asked()
-        return traces
-    finally:
-        cache.close()
+            pairs = set(more)
+            ask(Work(recipe, train, cache, home, attempts, pairs))
+    return Stream(lambda: read(generate))
 
 
 def _located(load_problems, recipe: Recipe):

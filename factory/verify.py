@@ -5,13 +5,16 @@ Every trace gets `completion` (the cleaned rationale), `predicted_answer`, `corr
 that applies and that the recipe drops (`cot.drop`), else None. A reasoning teacher's thinking is
 measured apart (`num_reasoning_tokens`, `num_reasoning_steps`) and is in the completion of long
 (`-think`) traces only, which are also dropped as `overlong` past `cot.max_reasoning_tokens`. A
-chain cut off while thinking is truncated, even when the server says it stopped.
+chain cut off while thinking is truncated, even when the server says it stopped. `verified`
+checks a stream of traces one at a time.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections import Counter
+from collections.abc import Iterable, Iterator
 
 from factory.answers import extract_answer, is_correct
 from factory.reasoning import long_completion
@@ -69,36 +72,45 @@ def _ngrams(words: list[str], n: int) -> Counter:
     return Counter(tuple(words[i : i + n]) for i in range(len(words) - n + 1))
 
 
-def verify(traces: list[dict], task: str, drop: list[str]) -> list[dict]:
+def verify(traces: Iterable[dict], task: str, drop: list[str]) -> list[dict]:
     """The traces with their verification fields, in the same order."""
-    kept_texts: set[tuple[str, str, str]] = set()
-    verified = []
+    return list(verified(traces, task, drop))
+
+
+def verified(traces: Iterable[dict], task: str, drop: list[str]) -> Iterator[dict]:
+    """`verify` as a stream: each trace verified as it comes. A kept trace is remembered by a
+    16-byte digest of its config, problem and text, to find its duplicates."""
+    kept: set[bytes] = set()
+    reasons = _reasons(drop)
     for trace in traces:
         measured = _measured(trace)
-        completion = measured["completion"]
-        predicted = extract_answer(completion, task, trace.get("choices"))
-        checks = {
-            "truncated": trace["finish_reason"] == "length" or bool(trace.get("thinking_cut")),
-            "unparseable": predicted is None,
-            "wrong": not is_correct(predicted, trace["answer"], task),
-            "repetitive": is_repetitive(completion),
-            OVERLONG: _overlong(trace, measured.get("num_reasoning_tokens")),
-        }
-        seen_key = (trace["config"], trace["problem_id"], " ".join(completion.lower().split()))
-        checks["duplicate"] = seen_key in kept_texts
-        reason = next((r for r in _reasons(drop) if checks[r]), None)
+        predicted = extract_answer(measured["completion"], task, trace.get("choices"))
+        checks = _checks(trace, measured, predicted, task)
+        text = " ".join(measured["completion"].lower().split())
+        seen = (trace["config"], trace["problem_id"], text)
+        seen_key = hashlib.blake2b(repr(seen).encode(), digest_size=16).digest()
+        checks["duplicate"] = seen_key in kept
+        reason = next((r for r in reasons if checks[r]), None)
         if reason is None:
-            kept_texts.add(seen_key)
-        verified.append(
-            {
-                **trace,
-                **measured,
-                "predicted_answer": predicted,
-                "correct": not checks["wrong"],
-                "drop_reason": reason,
-            }
-        )
-    return verified
+            kept.add(seen_key)
+        yield {
+            **trace,
+            **measured,
+            "predicted_answer": predicted,
+            "correct": not checks["wrong"],
+            "drop_reason": reason,
+        }
+
+
+def _checks(trace: dict, measured: dict, predicted: str | None, task: str) -> dict[str, bool]:
+    """Which drop reasons but `duplicate` hold for a trace."""
+    return {
+        "truncated": trace["finish_reason"] == "length" or bool(trace.get("thinking_cut")),
+        "unparseable": predicted is None,
+        "wrong": not is_correct(predicted, trace["answer"], task),
+        "repetitive": is_repetitive(measured["completion"]),
+        OVERLONG: _overlong(trace, measured.get("num_reasoning_tokens")),
+    }
 
 
 def _measured(trace: dict) -> dict:
