@@ -1,15 +1,18 @@
-"""Batched evaluation against one prompt at a time, with the real `factory.evaluate`.
+"""Evaluation throughput by batch size and dtype, with the real `factory.evaluate`.
 
-Evaluates SmolLM2-135M-Instruct (`smollm2-135m`, the base model: no adapter) on the first
-`--problems` SVAMP test problems of `recipes/svamp-paper.yaml`, greedy, `--max-new-tokens` each,
-with `eval.batch_size` 16 (left-padded batches of similar lengths, one `generate` call each) and
-`eval.batch_size` 1. The problems are cut into the batches `evaluate` forms, and each batch is
-evaluated both ways back to back, alternating which goes first, so the machine's noise falls on
-both modes alike. Greedy decoding should give the same outputs either way; outputs and
-correctness that differ are counted and shown, not fatal. `cpu share` is process CPU time over
-wall time x torch threads: well under 1 means other work took the cores.
+Evaluates SmolLM2-135M-Instruct (`smollm2-135m`; the base model, or `--adapter` merged in) on the
+first `--problems` SVAMP test problems of `recipes/svamp-paper.yaml`, greedy, `--max-new-tokens`
+each, in every mode of `--modes`: `dtype:batch_size`, e.g. `float32:16` (today's path, the
+baseline: the first mode), `float32:64`, `bfloat16:64`. A model is loaded once per dtype. The
+problems are cut into chunks of the largest batch size (sorted by question length, as
+`evaluate` sorts them, so every mode forms the same batches it would over all problems), and
+each chunk is evaluated in every mode back to back, rotating which goes first, so the machine's
+noise falls on all modes alike, after an untimed warm-up batch per dtype (the first large batch
+in a process runs up to twice as slow). Outputs that differ from the baseline's are counted and
+shown, not fatal. `cpu share` is process CPU time over wall time x torch threads: well under 1
+means other work took the cores.
 
-    .venv/bin/python bench/eval_batching.py [--problems 32] [--batch-size 16] [--repeats 1]
+    .venv/bin/python bench/eval_batching.py [--problems 64] [--modes float32:16,...] [--repeats 1]
 """
 
 from __future__ import annotations
@@ -97,39 +100,51 @@ def chunks(problems: list, size: int) -> list[list]:
     return [ordered[i : i + size] for i in range(0, len(ordered), size)]
 
 
-def run_repeat(model, tokenizer, problems, task, modes: dict, tokens: int, tmp: Path, i: int):
-    """Both modes over every chunk, chunk by chunk, alternating which goes first: the machine's
-    noise falls on both alike. Each chunk is one batch for the batched mode."""
+def parse_modes(text: str) -> dict[str, tuple[str, int]]:
+    """`float32:16,bfloat16:64` -> {"float32:16": ("float32", 16), ...}, in order."""
+    modes = {}
+    for mode in text.split(","):
+        dtype, size = mode.split(":")
+        if dtype not in ("float32", "bfloat16"):
+            raise SystemExit(f"unknown dtype in mode {mode!r}: float32 or bfloat16")
+        modes[mode] = (dtype, int(size))
+    return modes
+
+
+def run_repeat(models: dict, problems, task, modes: dict, tokens: int, tmp: Path, i: int):
+    """Every mode over every chunk, chunk by chunk, rotating which goes first."""
     totals = {mode: Measure() for mode in modes}
-    for j, chunk in enumerate(chunks(problems, modes["batched"])):
-        order = list(modes) if (i + j) % 2 == 0 else list(modes)[::-1]
+    largest = max(size for _, size in modes.values())
+    for j, chunk in enumerate(chunks(problems, largest)):
+        order = list(modes)[(i + j) % len(modes) :] + list(modes)[: (i + j) % len(modes)]
         for mode in order:
-            out = tmp / f"{mode}-{i}-{j}"
-            totals[mode].add(measure(model, tokenizer, chunk, task, modes[mode], tokens, out))
+            dtype, size = modes[mode]
+            out = tmp / f"{mode.replace(':', '-')}-{i}-{j}"
+            totals[mode].add(measure(*models[dtype], chunk, task, size, tokens, out))
     return totals
 
 
-def benchmark(n: int, batch_size: int, tokens: int, repeats: int) -> dict:
-    """Load the model once, warm up, then the interleaved repeats."""
+def benchmark(n: int, modes: dict, tokens: int, repeats: int, adapter: Path | None) -> dict:
+    """Load a model per dtype, warm each up, then the interleaved repeats."""
     from factory.evaluate import load_student
 
     task, problems = svamp_test_problems(n)
-    model, tokenizer = load_student(STUDENT, None, HOME)
-    modes = {"batched": batch_size, "single": 1}
+    dtypes = sorted({dtype for dtype, _ in modes.values()})
+    models = {dtype: load_student(STUDENT, adapter, HOME, dtype) for dtype in dtypes}
     results = Results({mode: [] for mode in modes})
     with tempfile.TemporaryDirectory(prefix="bench-eval-") as name:
         tmp = Path(name)
-        measure(model, tokenizer, problems[:2], task, 2, 8, tmp / "warmup")  # untimed
+        largest = max(size for _, size in modes.values())
+        for dtype in dtypes:  # untimed: the first large batch in a process runs far slower
+            measure(*models[dtype], problems[:largest], task, largest, 16, tmp / f"warm-{dtype}")
         for i in range(repeats):
-            for mode, m in run_repeat(
-                model, tokenizer, problems, task, modes, tokens, tmp, i
-            ).items():
+            for mode, m in run_repeat(models, problems, task, modes, tokens, tmp, i).items():
                 results.modes[mode].append(m)
-    return summarize(results, n, batch_size, tokens, repeats)
+    return summarize(results, n, tokens, repeats, adapter)
 
 
 def differences(batched: list[dict], single: list[dict]) -> dict:
-    """Problems whose output text, extracted answer or correctness differ between the modes."""
+    """Problems whose output text, extracted answer or correctness differ between two modes."""
     pairs = list(zip(batched, single, strict=True))
     return {
         "output": [b["id"] for b, s in pairs if b["output"] != s["output"]],
@@ -138,91 +153,105 @@ def differences(batched: list[dict], single: list[dict]) -> dict:
     }
 
 
-def summarize(results: Results, n: int, batch_size: int, tokens: int, repeats: int) -> dict:
-    """Medians per mode, the speed-up, and how far the two modes' predictions agree."""
+def summarize(results: Results, n: int, tokens: int, repeats: int, adapter) -> dict:
+    """Medians per mode, each mode's speed-up over the first, and how far outputs agree."""
     import torch
 
     modes, threads = {}, torch.get_num_threads()
+    baseline = next(iter(results.modes))
+    by_id = {
+        mode: sorted(measures[-1].predictions, key=lambda p: p["id"])
+        for mode, measures in results.modes.items()
+    }
     for mode, measures in results.modes.items():
         seconds, last = results.median(mode, "seconds"), measures[-1]
         modes[mode] = {
             "seconds": seconds,
             "problems_per_s": n / seconds,
+            "speedup": results.median(baseline, "seconds") / seconds,
             "generated_tokens": last.tokens,
             "generated_tokens_per_s": last.tokens / seconds,
             "correct": sum(p["correct"] for p in last.predictions),
             "truncated": sum(p["finish_reason"] == "length" for p in last.predictions),
             "cpu_share": results.median(mode, "cpu_seconds") / seconds / threads,
+            "differ": differences(by_id[mode], by_id[baseline]),
+            "examples": _examples(by_id[mode], by_id[baseline]),
             "all_seconds": [m.seconds for m in measures],
         }
-    batched, single = (
-        sorted(results.modes[m][-1].predictions, key=lambda p: p["id"])
-        for m in ("batched", "single")
-    )
     return {
-        "student": STUDENT,
+        "student": STUDENT + (f" + {adapter}" if adapter else " (base)"),
         "problems": n,
-        "batch_size": batch_size,
         "max_new_tokens": tokens,
         "repeats": repeats,
         "threads": threads,
+        "baseline": baseline,
         "modes": modes,
-        "speedup": modes["single"]["seconds"] / modes["batched"]["seconds"],
-        "differ": differences(batched, single),
-        "examples": _examples(batched, single),
     }
 
 
 def _examples(batched: list[dict], single: list[dict], limit: int = 3) -> list[dict]:
-    """A few differing outputs, cut short, for the eye."""
+    """A few differing outputs, from a little before where they part, for the eye."""
     pairs = [(b, s) for b, s in zip(batched, single, strict=True) if b["output"] != s["output"]]
-    return [
-        {"id": b["id"], "batched": b["output"][:160], "single": s["output"][:160]}
-        for b, s in pairs[:limit]
-    ]
+    examples = []
+    for b, s in pairs[:limit]:
+        parted = len(os.path.commonprefix([b["output"], s["output"]]))
+        cut = slice(max(0, parted - 40), parted + 80)
+        examples.append({"id": b["id"], "batched": b["output"][cut], "single": s["output"][cut]})
+    return examples
 
 
 def report(s: dict) -> str:
     """The summary as a compact table."""
-    names = {"batched": f"batch size {s['batch_size']}", "single": "batch size 1"}
-    d, n = s["differ"], s["problems"]
+    n, base = s["problems"], s["baseline"]
     lines = [
-        f"eval batching: {s['student']} (base) on {n} SVAMP test problems, greedy,"
+        f"eval throughput: {s['student']} on {n} SVAMP test problems, greedy,"
         f" max_new_tokens {s['max_new_tokens']}, median of {s['repeats']} repeat(s)",
-        f"{'mode':<16}{'seconds':>9}{'problems/s':>12}{'gen tokens':>12}{'gen tok/s':>11}"
-        f"{'correct':>9}{'truncated':>11}{'cpu share':>11}",
+        f"{'dtype:batch':<16}{'seconds':>9}{'problems/s':>12}{'speed-up':>10}{'gen tokens':>12}"
+        f"{'gen tok/s':>11}{'correct':>9}{'truncated':>11}{'differ':>8}{'cpu share':>11}",
     ]
-    for mode, name in names.items():
-        m = s["modes"][mode]
+    for mode, m in s["modes"].items():
         lines.append(
-            f"{name:<16}{m['seconds']:>9.1f}{m['problems_per_s']:>12.2f}"
+            f"{mode:<16}{m['seconds']:>9.1f}{m['problems_per_s']:>12.2f}{m['speedup']:>9.2f}x"
             f"{m['generated_tokens']:>12}{m['generated_tokens_per_s']:>11.1f}"
-            f"{m['correct']:>9}{m['truncated']:>11}{m['cpu_share']:>11.2f}"
+            f"{m['correct']:>9}{m['truncated']:>11}{len(m['differ']['output']):>8}"
+            f"{m['cpu_share']:>11.2f}"
         )
     lines += [
-        f"speed-up, batch {s['batch_size']} / batch 1: {s['speedup']:.2f}x"
-        " (design note: about 5.5x at batch 16 on this CPU)",
+        f"speed-up: {base}'s time / the mode's; differ: outputs that differ from {base}'s",
         f"cpu share: process CPU seconds / (wall seconds x {s['threads']} torch threads);"
         " well under 1.00 means the machine was busy with other work",
-        f"batched vs one at a time: {len(d['output'])}/{n} outputs differ,"
-        f" {len(d['answer'])}/{n} extracted answers differ,"
-        f" {len(d['correct'])}/{n} correctness differs",
     ]
-    for e in s["examples"]:
-        lines += [f"  {e['id']} batched: {e['batched']!r}", f"  {e['id']} single:  {e['single']!r}"]
+    for mode, m in s["modes"].items():
+        d = m["differ"]
+        if d["output"]:
+            lines.append(
+                f"{mode} vs {base}: {len(d['output'])}/{n} outputs, {len(d['answer'])}/{n}"
+                f" extracted answers, {len(d['correct'])}/{n} correctness differ"
+            )
+        for e in m["examples"][:2]:
+            lines += [
+                f"  {e['id']} {mode}: {e['batched']!r}",
+                f"  {e['id']} {base}: {e['single']!r}",
+            ]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--problems", type=int, default=32, help="SVAMP test problems")
-    parser.add_argument("--batch-size", type=int, default=16, help="the batched mode's size")
+    parser.add_argument("--problems", type=int, default=64, help="SVAMP test problems")
+    parser.add_argument(
+        "--modes",
+        default="float32:16,float32:32,float32:64,bfloat16:64",
+        help="dtype:batch_size, comma-separated; the first is the baseline",
+    )
     parser.add_argument("--max-new-tokens", type=int, default=96, help="tokens per answer")
+    parser.add_argument("--adapter", type=Path, help="evaluate this adapter, merged")
     parser.add_argument("--repeats", type=int, default=1, help="interleaved repeats; medians")
     parser.add_argument("--json", type=Path, help="also write the numbers to this file")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", category=FutureWarning)
-    summary = benchmark(args.problems, args.batch_size, args.max_new_tokens, args.repeats)
+    modes = parse_modes(args.modes)
+    summary = benchmark(args.problems, modes, args.max_new_tokens, args.repeats, args.adapter)
     print(report(summary))
     if args.json:
         args.json.write_text(json.dumps(summary, indent=2) + "\n")

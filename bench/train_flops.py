@@ -2,10 +2,12 @@
 
 Trains SmolLM2-135M-Instruct (`smollm2-135m`) with `factory.train.train_student` on the first
 `--rows` rows of the SVAMP `gpt-4o-cot-L3` config (LoRA by default, `--full` for full
-fine-tuning), one epoch, padding-free, so every token processed is a real one. Each repeat
-measures the float32 matmul peak (square matmuls, best of several, torch's default threads),
-trains, and the peak is measured once more at the end: a repeat's peak is the best of the two
-measurements around its training. The model FLOPs are counted from the real token counts:
+fine-tuning), one epoch, padding-free, so every token processed is a real one, with cot-factory's
+default precision (bf16 autocast where the CPU runs bf16 natively). Each repeat measures the
+matmul peak in bf16 and in float32 (square matmuls, best of several, torch's default threads),
+trains, and the peaks are measured once more at the end: a repeat's peak is the best of the two
+measurements around its training. Utilisation is against the peak of the dtype training computes
+its matmuls in. The model FLOPs are counted from the real token counts:
 
 - linear layers (N = weights of every nn.Linear, the tied lm_head included; the embedding lookup
   costs no FLOPs): full fine-tuning 6 N per token (forward 2 N, backward 2 N for the activation
@@ -16,10 +18,10 @@ measurements around its training. The model FLOPs are counted from the real toke
   AV 4 n^2 d_attn per layer, halved by the causal mask; backward twice the forward): a few % of
   the total at these lengths, but counted.
 
-Two references beside the peak: a matmul of the MLP's shape at the batches' token count, and the
-attention kernel (SDPA forward + backward) timed alone on the run's own batches, both as
-padding-free training calls it (the batch as one sequence with a block-diagonal mask) and row by
-row, to show what the concatenated layout costs.
+Two references beside the peak, in the training's dtype: a matmul of the MLP's shape at the
+batches' token count, and the attention kernel (SDPA forward + backward) timed alone on the run's
+own batches, both as plain `sdpa` runs a padding-free batch (one sequence with a block-diagonal
+mask) and row by row, as cot-factory's `sdpa_rows` does.
 
     .venv/bin/python bench/train_flops.py [--rows 64] [--full] [--repeats 1] [--json PATH]
 """
@@ -49,6 +51,8 @@ from train_throughput import (
 )
 
 MATMUL_SIZES = (1024, 1536, 2048)
+DTYPES = ("bfloat16", "float32")
+COMPUTE_DTYPE = {"bf16 autocast": "bfloat16", "fp16 autocast": "float16", "float32": "float32"}
 
 
 @dataclass
@@ -74,19 +78,20 @@ class Repeat:
     cpu_share: float
     tokens: int
     steps: int
+    precision: str
 
 
 @dataclass
 class Results:
-    peaks: list[dict[int, float]] = field(default_factory=list)
+    peaks: list[dict[str, dict[int, float]]] = field(default_factory=list)  # dtype -> size ->
     repeats: list[Repeat] = field(default_factory=list)
 
 
-def matmul_flops(m: int, k: int, n: int, reps: int = 5) -> float:
-    """Best float32 FLOP/s of an (m x k) @ (k x n) matmul, after two warm-up calls."""
+def matmul_flops(m: int, k: int, n: int, dtype: str = "float32", reps: int = 5) -> float:
+    """Best FLOP/s of an (m x k) @ (k x n) matmul in `dtype`, after two warm-up calls."""
     import torch
 
-    a, b = torch.randn(m, k), torch.randn(k, n)
+    a, b = (torch.randn(*shape).to(getattr(torch, dtype)) for shape in ((m, k), (k, n)))
     for _ in range(2):
         a @ b
     best = float("inf")
@@ -97,9 +102,9 @@ def matmul_flops(m: int, k: int, n: int, reps: int = 5) -> float:
     return 2 * m * k * n / best
 
 
-def matmul_peak() -> dict[int, float]:
-    """FLOP/s of square matmuls of each size."""
-    return {n: matmul_flops(n, n, n) for n in MATMUL_SIZES}
+def matmul_peak() -> dict[str, dict[int, float]]:
+    """FLOP/s of square matmuls of each size, in bf16 and in float32."""
+    return {d: {n: matmul_flops(n, n, n, d) for n in MATMUL_SIZES} for d in DTYPES}
 
 
 def describe_model(recipe, dataset_dir: Path, out: Path) -> Model:
@@ -154,13 +159,16 @@ def training_flops(m: Model, tokens: int, full: bool, epochs: float = 1.0) -> di
     return {"linear": linear, "attention": attention}
 
 
-def sdpa_calls(lengths: list[int], heads: int, head_dim: int) -> dict[str, list]:
+def sdpa_calls(lengths: list[int], heads: int, head_dim: int, dtype: str) -> dict[str, list]:
     """One layer's SDPA inputs for a batch, two ways: packed, as padding-free training calls it
     (one sequence, a boolean block-diagonal causal mask), and row by row with `is_causal`."""
     import torch
 
     def qkv(n: int):
-        return [torch.randn(1, heads, n, head_dim, requires_grad=True) for _ in range(3)]
+        return [
+            torch.randn(1, heads, n, head_dim, dtype=getattr(torch, dtype), requires_grad=True)
+            for _ in range(3)
+        ]
 
     row = torch.repeat_interleave(torch.arange(len(lengths)), torch.tensor(lengths))
     pos = torch.arange(len(row))
@@ -171,14 +179,15 @@ def sdpa_calls(lengths: list[int], heads: int, head_dim: int) -> dict[str, list]
     }
 
 
-def attention_seconds(m: Model, reps: int = 3) -> dict[str, float]:
+def attention_seconds(m: Model, dtype: str, reps: int = 3) -> dict[str, float]:
     """SDPA forward + backward time of the whole run (every batch, every layer), packed and row
     by row: per batch the best of `reps`, the two ways interleaved."""
     import torch.nn.functional as F
 
     totals = {"packed": 0.0, "per_row": 0.0}
     for lengths in m.batches:
-        calls, best = sdpa_calls(lengths, m.heads, m.head_dim), dict.fromkeys(totals, 1e9)
+        calls = sdpa_calls(lengths, m.heads, m.head_dim, dtype)
+        best = dict.fromkeys(totals, 1e9)
         for _ in range(reps):
             for mode, batch in calls.items():
                 start = time.perf_counter()
@@ -197,8 +206,8 @@ def train_once(recipe, dataset_dir: Path, out: Path) -> Repeat:
     span, cpu = time.perf_counter(), time.process_time()
     with contextlib.redirect_stdout(sys.stderr):  # the trainer prints its logs
         metrics = train_student(recipe, recipe.students[0], CONFIG, dataset_dir, out, HOME).metrics
-    share = cpu_share(span, cpu)
-    return Repeat(0.0, metrics["seconds"], share, metrics["train_tokens"], metrics["steps"])
+    share, m = cpu_share(span, cpu), metrics
+    return Repeat(0.0, m["seconds"], share, m["train_tokens"], m["steps"], m["precision"])
 
 
 def benchmark(rows: int, full: bool, repeats: int) -> dict:
@@ -220,9 +229,10 @@ def benchmark(rows: int, full: bool, repeats: int) -> dict:
             results.peaks.append(matmul_peak())
             results.repeats.append(train_once(recipe, dataset_dir, tmp / f"run-{i}"))
         results.peaks.append(matmul_peak())
+    dtype = COMPUTE_DTYPE[results.repeats[-1].precision]
     for i, r in enumerate(results.repeats):
-        r.peak = max(max(results.peaks[i].values()), max(results.peaks[i + 1].values()))
-    return summarize(results, model, attention_seconds(model), rows, full, repeats)
+        r.peak = max(max(results.peaks[j][dtype].values()) for j in (i, i + 1))
+    return summarize(results, model, attention_seconds(model, dtype), rows, full, repeats)
 
 
 def summarize(
@@ -232,13 +242,18 @@ def summarize(
     import torch
 
     last = results.repeats[-1]
+    dtype = COMPUTE_DTYPE[last.precision]
     flops = training_flops(model, last.tokens, full)
     total = flops["linear"] + flops["attention"]
     seconds = statistics.median(r.seconds for r in results.repeats)
     peak = statistics.median(r.peak for r in results.repeats)
     utilisation = statistics.median(total / r.seconds / r.peak for r in results.repeats)
     tokens_per_batch = statistics.mean(sum(b) for b in model.batches)
-    shaped = matmul_flops(round(tokens_per_batch), model.hidden, model.intermediate)
+    shaped = matmul_flops(round(tokens_per_batch), model.hidden, model.intermediate, dtype)
+    fp32_peak = statistics.median(
+        max(max(results.peaks[j]["float32"].values()) for j in (i, i + 1))
+        for i in range(len(results.repeats))
+    )
     return {
         "config": CONFIG,
         "rows": rows,
@@ -261,8 +276,13 @@ def summarize(
         "seconds": seconds,
         "cpu_share": statistics.median(r.cpu_share for r in results.repeats),
         "training_flops_per_s": total / seconds,
+        "precision": last.precision,
+        "compute_dtype": dtype,
         "matmul_peak_flops_per_s": peak,
-        "matmul_by_size": {str(k): v for k, v in results.peaks[-1].items()},
+        "float32_matmul_peak_flops_per_s": fp32_peak,
+        "matmul_by_size": {
+            d: {str(k): v for k, v in sizes.items()} for d, sizes in results.peaks[-1].items()
+        },
         "model_shaped_matmul_flops_per_s": shaped,
         "utilisation": utilisation,
         "utilisation_of_shaped": total / seconds / shaped,
@@ -274,7 +294,10 @@ def report(s: dict) -> str:
     """The summary as a few lines."""
     g, f, p, a = 1e9, s["flops"], s["params"], s["attention_seconds"]
     formula = "6 N T" if s["mode"] == "full" else "4 N T + 6 N_lora T"
-    sizes = ", ".join(f"{k}: {v / g:.1f}" for k, v in s["matmul_by_size"].items())
+    sizes = "; ".join(
+        f"{d} " + ", ".join(f"{k}: {v / g:.1f}" for k, v in by_size.items())
+        for d, by_size in s["matmul_by_size"].items()
+    )
     return "\n".join(
         [
             f"training FLOP/s: smollm2-135m ({s['mode']}) on {s['rows']} rows of {s['config']},"
@@ -288,19 +311,23 @@ def report(s: dict) -> str:
             f"model FLOPs: linear {formula} = {f['linear'] / g:.0f} G, causal attention"
             f" {f['attention'] / g:.1f} G ({100 * f['attention'] / f['total']:.1f}%),"
             f" total {f['total'] / g:.0f} G",
-            f"training: {s['seconds']:.1f} s -> {s['training_flops_per_s'] / g:.2f} GFLOP/s"
-            f" (cpu share {s['cpu_share']:.2f})",
-            f"matmul peak, float32 square: {s['matmul_peak_flops_per_s'] / g:.1f} GFLOP/s"
+            f"training ({s['precision']}): {s['seconds']:.1f} s ->"
+            f" {s['training_flops_per_s'] / g:.2f} GFLOP/s (cpu share {s['cpu_share']:.2f})",
+            f"matmul peak, {s['compute_dtype']} square: {s['matmul_peak_flops_per_s'] / g:.1f}"
+            f" GFLOP/s; float32 {s['float32_matmul_peak_flops_per_s'] / g:.1f}"
             f" (last measurement by size, GFLOP/s: {sizes})",
-            f"utilisation, training / matmul peak: {100 * s['utilisation']:.1f}%",
-            f"for scale: a ({s['mean_batch_tokens']:.0f} x {s['hidden']}) @ ({s['hidden']} x"
+            f"utilisation, training / {s['compute_dtype']} matmul peak:"
+            f" {100 * s['utilisation']:.1f}%",
+            f"for scale: a {s['compute_dtype']} ({s['mean_batch_tokens']:.0f} x {s['hidden']})"
+            f" @ ({s['hidden']} x"
             f" {s['intermediate']}) matmul, the MLP's shape, runs"
             f" {s['model_shaped_matmul_flops_per_s'] / g:.1f} GFLOP/s; training is"
             f" {100 * s['utilisation_of_shaped']:.1f}% of that",
             f"attention, SDPA forward + backward timed alone on these batches x {s['layers']}"
-            f" layers: {a['packed']:.1f} s as padding-free training runs it (one sequence, block"
-            f" mask; {100 * a['packed'] / s['seconds']:.0f}% of the training time),"
-            f" {a['per_row']:.1f} s row by row with is_causal",
+            f" layers, {s['compute_dtype']}: {a['packed']:.1f} s as plain `sdpa` runs a"
+            f" padding-free batch (one sequence, block mask), {a['per_row']:.1f} s row by row"
+            f" with is_causal as `sdpa_rows` does ({100 * a['per_row'] / s['seconds']:.0f}% of"
+            " the training time)",
         ]
     )
 

@@ -2,13 +2,14 @@
 
 Both train SmolLM2-135M-Instruct (`smollm2-135m`) with LoRA on the same first `--rows` rows of the
 SVAMP `gpt-4o-cot-L3` config (the paper's GPT-4o CoTs, built with `recipes/svamp-paper.yaml`),
-for one epoch, with the same `SFTConfig` and `LoraConfig` settings. The only difference:
+for one epoch, with the same `SFTConfig` and `LoraConfig` settings except:
 
-- cot-factory: `factory.train.train_student`, whose defaults are padding-free (each batch is its
-  rows concatenated into one sequence, no pad token);
+- cot-factory: `factory.train.train_student` with its defaults: padding-free (each batch is its
+  rows concatenated into one sequence, no pad token), attention row by row (`sdpa_rows`), and
+  bf16 autocast over float32 weights where the hardware runs bf16 natively (factory.precision);
 - plain: `SFTTrainer(model, args=SFTConfig(...), train_dataset=rows, processing_class=tokenizer,
-  peft_config=LoraConfig(...))` with TRL's default collator, which right-pads every batch to its
-  longest row. Its batches are counted as training sees them: real tokens, pad tokens.
+  peft_config=LoraConfig(...))` in float32 with TRL's default collator, which right-pads every
+  batch to its longest row. Its batches are counted as training sees them: real tokens, pads.
 
 Each repeat trains both, in alternating order, after one untimed warm-up step.
 
@@ -86,6 +87,7 @@ class Measure:
     steps: int
     train_loss: float
     losses: list[float]
+    precision: str = "float32"
 
 
 @dataclass
@@ -148,8 +150,10 @@ def check_same_settings(recipe) -> list[str]:
     plain = SFTConfig(output_dir="x", **PLAIN_SFT).to_dict()
     differ = sorted(k for k in ours if k not in IGNORED_ARGS and ours[k] != plain.get(k))
     allowed = {"padding_free", "save_steps", "save_total_limit", "dataloader_pin_memory"}
+    allowed |= {"bf16", "use_cpu", "model_init_kwargs"}  # precision and the attention kernel
+    allowed |= {"include_num_input_tokens_seen"}  # counting only
     if set(differ) - allowed:
-        raise SystemExit(f"SFTConfig settings differ beyond padding: {set(differ) - allowed}")
+        raise SystemExit(f"SFTConfig settings differ beyond these: {set(differ) - allowed}")
     return [f"{k}: {ours[k]} vs {plain[k]}" for k in differ]
 
 
@@ -239,6 +243,7 @@ def run_factory(recipe, dataset_dir: Path, out: Path) -> Measure:
         metrics["steps"],
         metrics["train_loss"],
         [h["loss"] for h in metrics["loss_history"]],
+        metrics["precision"],
     )
 
 
@@ -315,6 +320,7 @@ def summarize(results: Results, rows: int, repeats: int, differ: list[str]) -> d
             "train_loss": results.median(mode, "train_loss"),
             "final_loss": last.losses[-1],
             "cpu_share": results.median(mode, "cpu_share"),
+            "precision": last.precision,
             "all_seconds": [m.seconds for m in results.measures[mode]],
         }
     f, p = modes["factory"], modes["plain"]
@@ -346,13 +352,14 @@ def summarize(results: Results, rows: int, repeats: int, differ: list[str]) -> d
 
 def report(s: dict) -> str:
     """The summary as a compact table."""
-    names = {"factory": "cot-factory (padding-free)", "plain": "plain TRL (padded)"}
+    names = {"factory": "cot-factory", "plain": "plain TRL (fp32, padded)"}
     r = s["ratios"]
     lines = [
         f"training throughput: {s['student']} + LoRA r={s['lora']['r']} on {s['rows']} rows of"
         f" {s['config']}, batch {s['sft']['per_device_train_batch_size']}, 1 epoch,"
         f" median of {s['repeats']} repeat(s)",
         "SFTConfig differences (cot-factory vs plain): " + "; ".join(s["sft_differences"]),
+        f"cot-factory computes in {s['modes']['factory']['precision']}, plain in float32",
         f"{'mode':<28}{'seconds':>9}{'steps':>7}{'real tok':>10}{'pad tok':>9}{'pad %':>7}"
         f"{'real tok/s':>12}{'proc tok/s':>12}{'train loss':>12}{'last loss':>11}{'cpu':>6}",
     ]
@@ -369,7 +376,7 @@ def report(s: dict) -> str:
         f" (plain processes {r['ideal_from_padding']:.2f}x the real tokens: the ceiling if time"
         " were linear in tokens)",
         f"largest per-step loss difference: {r['max_step_loss_gap']:.4f}"
-        " (same rows, order and seed; only the batch layout differs)",
+        " (same rows, order and seed; batch layout and precision differ)",
         "cpu: process CPU time / (wall time x torch threads) over the run, loading included;"
         " well under 1.00 means other work took the cores",
     ]

@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 
-def load_for_generation(name_or_path: str, home: Path):
-    """A model in eval mode and its tokenizer set up for left-padded batches."""
+def load_for_generation(name_or_path: str, home: Path, dtype: str = "float32"):
+    """A model in eval mode, its weights in `dtype`, and its tokenizer set up for left-padded
+    batches."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as transformers_logging
@@ -23,7 +24,7 @@ def load_for_generation(name_or_path: str, home: Path):
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
     return model.eval(), tokenizer
 
 
@@ -36,8 +37,10 @@ def generate_batch(
     temperature: float = 0.0,
     top_p: float = 1.0,
     seed: int | None = None,
+    **generate_kwargs: Any,
 ) -> list[dict[str, Any]]:
-    """One `generate` call for a batch of chats; a response per chat, in order."""
+    """One `generate` call for a batch of chats; a response per chat, in order. Extra keyword
+    arguments go to `generate` (PEFT's per-row `adapter_names`)."""
     import torch
 
     prompts = [
@@ -54,6 +57,7 @@ def generate_batch(
             max_new_tokens=max_new_tokens,
             pad_token_id=tokenizer.pad_token_id,
             **(sampling if temperature > 0 else {"do_sample": False}),
+            **generate_kwargs,
         )
     new_tokens = output[:, inputs["input_ids"].shape[1] :]
     stop_ids = _stop_ids(model, tokenizer)

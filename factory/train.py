@@ -24,6 +24,7 @@ from typing import Any
 from factory.files import write_json
 from factory.models import model_problem
 from factory.paths import TRAINING_CONFIG, TRAINING_METRICS
+from factory.precision import device, training_options
 from factory.recipe import Recipe, RecipeError, Student, plan_configs
 from factory.training_record import (
     TrainResult,
@@ -46,7 +47,8 @@ DEFAULT_SFT: dict[str, Any] = {
     "padding_free": True,  # no compute on pad tokens; rows are not truncated (TRL needs
     "max_length": None,  # max_length=None with padding-free and no packing)
     "activation_checkpointing": False,  # TRL turns it on: ~20% slower, and small students fit
-    "model_init_kwargs": {"dtype": "float32"},  # TRL loads the student (ZeRO-3/FSDP aware)
+    # TRL loads the student (ZeRO-3/FSDP aware); row-by-row SDPA for padding-free batches
+    "model_init_kwargs": {"dtype": "float32", "attn_implementation": "sdpa_rows"},
     "logging_steps": 5,
     "save_strategy": "steps",
     "save_steps": 50,
@@ -81,14 +83,12 @@ FALLBACK_CHAT_TEMPLATE = (
 def sft_options(recipe: Recipe, seed: int | None = None) -> dict[str, Any]:
     """SFTConfig keyword arguments: our CPU-friendly defaults, the recipe's `train.sft`, and the
     seed (default: the recipe's first)."""
-    import torch
-
-    # TRL defaults to bf16, which CPUs and older GPUs refuse.
-    gpu = torch.cuda.is_available()
+    # TRL defaults to bf16; we use it where the hardware runs it natively (GPUs that support it,
+    # CPUs with AVX512-BF16 or AMX), as autocast over float32 weights.
     defaults = {
         **DEFAULT_SFT,
-        "bf16": gpu and torch.cuda.is_bf16_supported(),
-        "dataloader_pin_memory": gpu,
+        **training_options(recipe.train.sft),
+        "dataloader_pin_memory": device() == "cuda",
     }
     if recipe.train.lora is None:
         defaults["learning_rate"] = DEFAULT_FULL_FT_LR
@@ -212,6 +212,7 @@ def sft_trainer(
     from factory.models import resolve_model
     from factory.shards import load_config
 
+    register_row_attention()
     model_path = resolve_model(student.model, home)
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     if tokenizer.chat_template is None:
@@ -229,6 +230,33 @@ def sft_trainer(
         peft_config=LoraConfig(**lora) if lora else None,
         callbacks=[segments_callback()],
     )
+
+
+def register_row_attention() -> None:
+    """Register `sdpa_rows` with transformers: SDPA with `is_causal` on each row of a
+    padding-free batch (the `cu_seq_lens_q` TRL's collator passes down), where plain `sdpa`
+    attends over the whole concatenated batch with a block-diagonal mask and throws most of that
+    work away. Any other call is plain `sdpa`, masks included."""
+    import itertools
+
+    import torch
+    from transformers import AttentionInterface, AttentionMaskInterface
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+    from transformers.masking_utils import sdpa_mask
+
+    def sdpa_rows(module, query, key, value, attention_mask, cu_seq_lens_q=None, **kwargs):
+        if cu_seq_lens_q is None or query.shape[0] != 1:
+            return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+        rows = [
+            sdpa_attention_forward(
+                module, query[:, :, a:b], key[:, :, a:b], value[:, :, a:b], None, **kwargs
+            )[0]
+            for a, b in itertools.pairwise(cu_seq_lens_q.tolist())
+        ]
+        return torch.cat(rows, dim=1), None
+
+    AttentionInterface.register("sdpa_rows", sdpa_rows)
+    AttentionMaskInterface.register("sdpa_rows", sdpa_mask)
 
 
 def _last_checkpoint(folder: Path) -> str | None:

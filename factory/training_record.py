@@ -87,6 +87,7 @@ def training_settings(trainer, student, requested: dict) -> dict[str, Any]:
         "sft": sft,
         "lora": lora.to_dict() if lora else None,
         "requested": requested,
+        "precision": precision_record(trainer, model),
         "distributed_type": trainer.accelerator.distributed_type,
         "world_size": trainer.args.world_size,
         "versions": {
@@ -94,6 +95,20 @@ def training_settings(trainer, student, requested: dict) -> dict[str, Any]:
         },
     }
     return json.loads(json.dumps(settings, default=_plain))
+
+
+def precision_record(trainer, model) -> dict[str, Any]:
+    """How training computed (`bf16 autocast`, `fp16 autocast` or `float32`), the dtypes of the
+    base and trained weights, and the hardware the choice was made from."""
+    from factory.precision import hardware, training_precision
+
+    trained = next((p.dtype for p in model.parameters() if p.requires_grad), model.dtype)
+    return {
+        "compute": training_precision(trainer.args),
+        "base_weights": str(model.dtype).removeprefix("torch."),
+        "trained_weights": str(trained).removeprefix("torch."),
+        **hardware(),
+    }
 
 
 def _plain(value: Any) -> Any:
@@ -108,6 +123,8 @@ def _plain(value: Any) -> Any:
 def run_metrics(trainer, output, config: str, checkpoint: str | None) -> dict[str, Any]:
     """The whole run's metrics, resumes included: loss and tokens from the trainer state, the
     seconds of every segment."""
+    from factory.precision import training_precision
+
     state = trainer.state
     clock = next(c for c in trainer.callback_handler.callbacks if type(c).__name__ == SEGMENTS)
     segments = clock.state()["attributes"]["segments"]
@@ -116,6 +133,7 @@ def run_metrics(trainer, output, config: str, checkpoint: str | None) -> dict[st
     tokens = state.num_input_tokens_seen if counted else None
     return {
         "config": config,
+        "precision": training_precision(trainer.args),
         "rows": len(trainer.train_dataset),
         "steps": state.global_step,
         "epochs": state.epoch,

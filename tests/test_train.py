@@ -18,7 +18,7 @@ from factory.evaluate import evaluate, load_student, wilson_interval
 from factory.recipe import RecipeError, load_recipe
 from factory.run import build_dataset
 from factory.sources import Problem
-from factory.train import check_training, sft_trainer, train_student
+from factory.train import check_training, register_row_attention, sft_trainer, train_student
 
 pytestmark = pytest.mark.slow  # starts servers or trains models
 
@@ -102,7 +102,10 @@ def test_lora_training_logs_falling_loss_and_records_its_settings(toy, tmp_path,
     assert settings == result.settings
     sft, lora = settings["sft"], settings["lora"]
     assert (sft["learning_rate"], sft["num_train_epochs"], sft["seed"]) == (1e-2, 10, 0)
-    assert sft["lr_scheduler_type"] == "cosine" and sft["model_init_kwargs"] == {"dtype": "float32"}
+    assert sft["lr_scheduler_type"] == "cosine"
+    assert sft["model_init_kwargs"] == {"dtype": "float32", "attn_implementation": "sdpa_rows"}
+    assert settings["precision"]["compute"] == result.metrics["precision"]
+    assert settings["precision"]["base_weights"] == settings["precision"]["trained_weights"]
     assert sft["output_dir"] == str(tmp_path / "run" / "checkpoints")
     assert sft["hub_token"] == "<HUB_TOKEN>", "the one secret stays out"
     rebuilt = SFTConfig(**{**sft, "hub_token": None})
@@ -140,6 +143,41 @@ def _disk_name(name: str) -> str:
     return name.removeprefix("base_model.model.").replace(".base_layer", "")
 
 
+def test_row_attention_computes_padding_free_batches_as_sdpa_does(tiny_model_dir):
+    from transformers import AttentionInterface, AutoModelForCausalLM
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+    register_row_attention()
+    rows = [{"input_ids": list(range(5, 5 + n))} for n in (7, 3, 12, 1, 9)]
+    batch = DataCollatorForLanguageModeling(pad_token_id=0, padding_free=True)(rows)
+    batch["use_cache"] = False  # as TRL trains: a cache would hide the packing from the mask
+    results, calls = {}, []
+    plain = AttentionInterface._global_mapping["sdpa_rows"]
+
+    def spy(module, query, *args, **kwargs):
+        calls.append((query.shape[2], kwargs["cu_seq_lens_q"].tolist()))
+        return plain(module, query, *args, **kwargs)
+
+    AttentionInterface.register("sdpa_rows", spy)
+    try:
+        for attention in ("sdpa", "sdpa_rows"):
+            model = AutoModelForCausalLM.from_pretrained(
+                tiny_model_dir, attn_implementation=attention
+            )
+            out = model(**batch)
+            out.loss.backward()
+            grads = [p.grad for p in model.parameters()]
+            results[attention] = (out.loss, out.logits, grads)
+    finally:
+        AttentionInterface.register("sdpa_rows", plain)
+    assert calls == [(32, [0, 7, 10, 22, 23, 32])] * 2, "each layer sees the row bounds"
+    (loss, logits, grads), (rows_loss, rows_logits, rows_grads) = results.values()
+    torch.testing.assert_close(rows_loss, loss)
+    torch.testing.assert_close(rows_logits, logits, rtol=1e-5, atol=1e-5)
+    for a, b in zip(rows_grads, grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
 def test_training_is_seeded_and_skips_finished_runs(toy, tmp_path):
     recipe, built, home = toy
     first = train(recipe, built, home, tmp_path / "a")
@@ -169,13 +207,13 @@ def test_adapter_reloads_with_the_same_generations(toy, tmp_path, tiny_model_dir
     peft = PeftModel.from_pretrained(
         AutoModelForCausalLM.from_pretrained(tiny_model_dir), result.adapter_dir
     ).eval()
-    merged, _ = load_student(str(tiny_model_dir), result.adapter_dir, home)
+    loaded, _ = load_student(str(tiny_model_dir), result.adapter_dir, home)
     base = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
 
     def greedy(model):
         return model.generate(**prompt, max_new_tokens=6, do_sample=False)[0].tolist()
 
-    assert greedy(peft) == greedy(merged)
+    assert greedy(peft) == greedy(loaded)
     assert greedy(peft) != greedy(base), "the adapter changes what the model says"
 
 

@@ -1,0 +1,153 @@
+"""Evaluation with the real transformers and PEFT on the tiny model: several adapters in one
+mixed batch answer exactly as each does alone, and the dtype a student ran in is recorded."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from factory.evaluate import (
+    evaluate,
+    evaluate_adapters,
+    evaluated,
+    evaluated_together,
+    load_student,
+    load_students,
+)
+from factory.paths import PREDICTIONS
+from factory.recipe import EvalSpec
+from factory.sources import Problem
+
+pytestmark = pytest.mark.slow  # builds models
+
+QUESTIONS = [
+    "1 + 2 =",
+    "Ann has 5 apples. Ben gives Ann 3 more. How many apples now?",
+    "Carla had 40 books and gave 12 to Dev. How many books are left?",
+    "7 - 2 =",
+    "Emma has 21 coins. Farid gives Emma 9 more. How many coins now? Say it step by step.",
+    "Grace had 33 cards and gave 4 to Hiro. How many cards are left?",
+    "3 * 4 =",
+]
+PROBLEMS = [Problem(id=f"p{i}", question=q, answer="8") for i, q in enumerate(QUESTIONS)]
+SPEC = EvalSpec(max_new_tokens=12, batch_size=3, dtype="float32")  # 3 batches, the last short
+
+
+def random_adapter(model_dir: Path, out: Path, seed: int) -> Path:
+    """A LoRA adapter with random A and B (PEFT's `init_lora_weights=False`), saved with the
+    tokenizer as training saves it."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.manual_seed(seed)
+    base = AutoModelForCausalLM.from_pretrained(model_dir)
+    config = LoraConfig(r=4, lora_alpha=16, target_modules="all-linear", init_lora_weights=False)
+    get_peft_model(base, config).save_pretrained(out)
+    AutoTokenizer.from_pretrained(model_dir).save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def adapters(tiny_model_dir, tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("adapters")
+    return {
+        "cot L1": random_adapter(tiny_model_dir, root / "a", seed=1),
+        "cot L3": random_adapter(tiny_model_dir, root / "b", seed=2),
+    }
+
+
+def outputs(folder: Path) -> list[dict]:
+    return [json.loads(line) for line in (folder / PREDICTIONS).read_text().splitlines()]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_one_mixed_batch_answers_as_each_student_alone(
+    tiny_model_dir, adapters, tmp_path, home, dtype
+):
+    spec = SPEC.model_copy(update={"dtype": dtype})
+    students = {"base": None, **adapters}
+    outs = {label: tmp_path / "together" / label for label in students}
+    together = evaluate_adapters(str(tiny_model_dir), students, PROBLEMS, "math", spec, outs, home)
+    for label, adapter in students.items():
+        alone = evaluated(
+            str(tiny_model_dir), adapter, PROBLEMS, "math", spec, tmp_path / label, home, label
+        )
+        assert outputs(outs[label]) == outputs(tmp_path / label), label
+        assert together[label] == alone and together[label]["dtype"] == dtype
+        assert json.loads((outs[label] / "eval_results.json").read_text()) == alone
+    texts = {label: [p["output"] for p in outputs(outs[label])] for label in students}
+    assert len({tuple(t) for t in texts.values()}) == 3, "each student answers differently"
+    assert all(p["completion_tokens"] > 0 for label in students for p in outputs(outs[label]))
+
+
+def test_finished_students_are_not_evaluated_again(tiny_model_dir, adapters, tmp_path, home):
+    first = tmp_path / "cot L1"
+    alone = evaluated(
+        str(tiny_model_dir), adapters["cot L1"], PROBLEMS, "math", SPEC, first, home, "cot L1"
+    )
+    stamp = (first / "eval_results.json").stat().st_mtime_ns
+    students = {"base": (None, tmp_path / "base")}
+    students |= {label: (adapter, tmp_path / label) for label, adapter in adapters.items()}
+    metrics = evaluated_together(str(tiny_model_dir), students, PROBLEMS, "math", SPEC, home)
+    assert metrics["cot L1"] == alone and (first / "eval_results.json").stat().st_mtime_ns == stamp
+    assert all((out / "eval_results.json").is_file() for _, out in students.values())
+    again = evaluated_together(str(tiny_model_dir), students, PROBLEMS, "math", SPEC, home)
+    assert again == metrics and set(metrics) == {"base", "cot L1", "cot L3"}
+
+
+def test_the_mixed_batch_routes_each_row_through_its_own_adapter(tiny_model_dir, adapters, home):
+    model, tokenizer, names = load_students(str(tiny_model_dir), {"b": None, **adapters}, home)
+    assert names == {"b": "__base__", "cot L1": "student_0", "cot L3": "student_1"}
+    assert set(model.peft_config) == {"student_0", "student_1"}
+    assert not any(m.merged for m in model.modules() if hasattr(m, "merged")), "unmerged"
+    single, _ = load_student(str(tiny_model_dir), adapters["cot L3"], home)
+    assert set(single.peft_config) == {"student_0"}, "alone: the same unmerged PEFT model"
+    ids = tokenizer(["1 + 2 ="], return_tensors="pt").input_ids
+    with torch.inference_mode():
+        mixed = model(input_ids=ids.repeat(3, 1), adapter_names=list(names.values())).logits
+        alone = single(input_ids=ids).logits
+        with single.disable_adapter():
+            plain = single(input_ids=ids).logits
+        single.merge_adapter()  # PEFT's merge, W + scale B A: the same function
+        merged = single(input_ids=ids).logits
+    torch.testing.assert_close(mixed[2], alone[0], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(merged[0], alone[0], rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(mixed[1], mixed[2]), "two adapters, two answers"
+    assert not torch.allclose(plain[0], alone[0]), "the adapter changes the logits"
+
+
+def test_the_base_alone_needs_no_peft(tiny_model_dir, home):
+    model, _, names = load_students(str(tiny_model_dir), {"base": None}, home)
+    assert names == {"base": None} and not hasattr(model, "peft_config")
+
+
+def test_students_evaluate_in_the_dtype_the_recipe_names(tiny_model_dir, adapters, tmp_path, home):
+    bf16 = SPEC.model_copy(update={"dtype": "bfloat16"})
+    metrics = evaluated(
+        str(tiny_model_dir), adapters["cot L1"], PROBLEMS, "math", bf16, tmp_path, home, "x"
+    )
+    assert metrics["dtype"] == "bfloat16" and metrics["total"] == len(PROBLEMS)
+    model, tokenizer = load_student(str(tiny_model_dir), None, home, "bfloat16")
+    assert model.dtype == torch.bfloat16
+    assert evaluate(model, tokenizer, PROBLEMS[:2], "math", SPEC)["dtype"] == "bfloat16"
+    together = evaluate_adapters(
+        str(tiny_model_dir), adapters, PROBLEMS[:2], "math", bf16, None, home
+    )
+    assert {m["dtype"] for m in together.values()} == {"bfloat16"}
+
+
+def test_adapters_with_different_chat_templates_cannot_share_a_batch(
+    tiny_model_dir, adapters, tmp_path, home
+):
+    from transformers import AutoTokenizer
+
+    other = tmp_path / "other"
+    random_adapter(tiny_model_dir, other, seed=3)
+    tokenizer = AutoTokenizer.from_pretrained(other)
+    tokenizer.chat_template = "{% for m in messages %}{{ m['content'] }}{% endfor %}"
+    tokenizer.save_pretrained(other)
+    with pytest.raises(ValueError, match="different chat templates"):
+        load_students(str(tiny_model_dir), {"a": adapters["cot L1"], "o": other}, home)
