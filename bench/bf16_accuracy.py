@@ -2,15 +2,17 @@
 
 Evaluates one trained SmolLM2-135M-Instruct adapter (by default the `gpt-4o-cot-L3` student of
 `recipes/svamp-paper.yaml`, trained with `cot-factory train ... --config gpt-4o-cot-L3` into the
-bench home) on the SVAMP test problems, greedy, the recipe's `max_new_tokens`, once with the
-model loaded in float32 and once in bf16, the adapter unmerged through PEFT as the pipeline
-evaluates it (`factory.evaluate.load_students` and `evaluate_students`). The problems are cut
-into the batches evaluation forms, and each batch is evaluated both ways back to back,
-alternating which goes first, so the timing ratio is fair too.
+bench home) on the SVAMP test problems, greedy, the recipe's `max_new_tokens`, three ways:
+float32; bf16 with the adapter unmerged through PEFT (`factory.evaluate.load_students`); and
+bf16 with the adapter merged into the float32 weights first, then the model cast to bf16 (the
+update rounded once into the weights). The problems are cut into the batches evaluation forms,
+and each batch is evaluated every way back to back, rotating which goes first, so the timing
+ratios are fair too.
 
-Paired on the same problems: b = right in float32 only, c = right in bf16 only. The difference
-in accuracy is (c - b) / n with the Agresti-Min 95% interval, and the exact McNemar p-value is
-the two-sided binomial test of b against b + c (`factory.stats`).
+Paired on the same problems, each bf16 way against float32: b = right in float32 only, c = right
+in the other only. The difference in accuracy is (c - b) / n with the Agresti-Min 95% interval,
+and the exact McNemar p-value is the two-sided binomial test of b against b + c
+(`factory.stats`).
 
     .venv/bin/python bench/bf16_accuracy.py [--adapter DIR] [--problems 300] [--batch-size 64]
 """
@@ -25,7 +27,12 @@ from pathlib import Path
 
 from eval_batching import HOME, RECIPE, STUDENT, chunks, svamp_test_problems
 
-DTYPES = ("float32", "bfloat16")
+MODES = {  # name -> (dtype, adapter merged into the weights)
+    "float32": ("float32", False),
+    "bfloat16": ("bfloat16", False),
+    "bfloat16-merged": ("bfloat16", True),
+}
+BASELINE = "float32"
 CONFIG = "gpt-4o-cot-L3"
 
 
@@ -39,78 +46,87 @@ def default_adapter() -> Path:
     return found[-1] if found else HOME / "runs" / "svamp-paper-*" / CONFIG
 
 
+def load(adapter: Path, dtype: str, merged: bool):
+    """(model, tokenizer, names) as `load_students` gives them; `merged`: the adapter merged into
+    the float32 weights first (exact), then the model cast to `dtype` (rounded once)."""
+    import torch
+
+    from factory.evaluate import load_students
+
+    if not merged:
+        return load_students(STUDENT, {"student": adapter}, HOME, dtype)
+    model, tokenizer, _ = load_students(STUDENT, {"student": adapter}, HOME, "float32")
+    return model.merge_and_unload().to(getattr(torch, dtype)).eval(), tokenizer, {"student": None}
+
+
 def run(adapter: Path, n: int, batch_size: int, tmp: Path) -> dict:
-    """Both dtypes over every batch, alternating which goes first; predictions by dtype."""
-    from factory.evaluate import evaluate_students, load_students
+    """Every mode over every batch, rotating which goes first; predictions by mode."""
+    from factory.evaluate import evaluate_students
     from factory.paths import PREDICTIONS
     from factory.recipe import load_recipe
 
     task, problems = svamp_test_problems(n)
     spec = load_recipe(RECIPE).eval.model_copy(update={"batch_size": batch_size})
-    models = {d: load_students(STUDENT, {"student": adapter}, HOME, d) for d in DTYPES}
-    seconds, predictions = dict.fromkeys(DTYPES, 0.0), {d: [] for d in DTYPES}
+    models = {mode: load(adapter, *how) for mode, how in MODES.items()}
+    seconds, predictions = dict.fromkeys(MODES, 0.0), {m: [] for m in MODES}
+    order = list(MODES)
     for j, chunk in enumerate(chunks(problems, batch_size)):
-        for dtype in DTYPES if j % 2 == 0 else DTYPES[::-1]:
-            out = tmp / f"{dtype}-{j}"
+        for mode in order[j % len(order) :] + order[: j % len(order)]:
+            out = tmp / f"{mode}-{j}"
             start = time.perf_counter()
-            evaluate_students(*models[dtype], chunk, task, spec, {"student": out})
-            seconds[dtype] += time.perf_counter() - start
+            evaluate_students(*models[mode], chunk, task, spec, {"student": out})
+            seconds[mode] += time.perf_counter() - start
             rows = (out / PREDICTIONS).read_text().splitlines()
-            predictions[dtype] += [json.loads(line) for line in rows]
+            predictions[mode] += [json.loads(line) for line in rows]
     return {"spec": spec.model_dump(), "seconds": seconds, "predictions": predictions}
 
 
-def paired(predictions: dict[str, list[dict]]) -> dict:
-    """The 2x2 table of the two dtypes on the same problems, the difference and McNemar's p."""
+def paired(base: list[dict], other: list[dict]) -> dict:
+    """The 2x2 table of two modes on the same problems, the difference and McNemar's p."""
     from factory.stats import mcnemar_exact, paired_interval
 
-    f32, bf16 = (sorted(predictions[d], key=lambda p: p["id"]) for d in DTYPES)
-    pairs = list(zip(f32, bf16, strict=True))
+    pairs = list(zip(*(sorted(p, key=lambda r: r["id"]) for p in (base, other)), strict=True))
     b = sum(x["correct"] and not y["correct"] for x, y in pairs)
     c = sum(y["correct"] and not x["correct"] for x, y in pairs)
     n = len(pairs)
     return {
         "problems": n,
-        "correct": {d: sum(p["correct"] for p in predictions[d]) for d in DTYPES},
         "both": sum(x["correct"] and y["correct"] for x, y in pairs),
-        "float32_only": b,
-        "bfloat16_only": c,
+        "baseline_only": b,
+        "other_only": c,
         "difference": (c - b) / n,
         "difference_ci95": paired_interval(c - b, b + c, n),
         "mcnemar_p": mcnemar_exact(b, c),
         "outputs_differ": sum(x["output"] != y["output"] for x, y in pairs),
         "answers_differ": sum(x["predicted_answer"] != y["predicted_answer"] for x, y in pairs),
-        "truncated": {
-            d: sum(p["finish_reason"] == "length" for p in predictions[d]) for d in DTYPES
-        },
     }
 
 
-def truncated(predictions: dict[str, list[dict]]) -> dict[str, int]:
-    return {d: sum(p["finish_reason"] == "length" for p in predictions[d]) for d in DTYPES}
-
-
 def report(s: dict) -> str:
-    t, p, n = s["seconds"], s["paired"], s["paired"]["problems"]
-    low, high = p["difference_ci95"]
-    acc = {d: p["correct"][d] / n for d in DTYPES}
-    return "\n".join(
-        [
-            f"bf16 accuracy: {s['adapter']} on {n} SVAMP test problems, greedy, max_new_tokens"
-            f" {s['spec']['max_new_tokens']}, batch {s['spec']['batch_size']}",
-            f"float32: {p['correct']['float32']}/{n} ({100 * acc['float32']:.1f}%),"
-            f" {t['float32']:.0f} s, {p['truncated']['float32']} truncated",
-            f"bf16:    {p['correct']['bfloat16']}/{n} ({100 * acc['bfloat16']:.1f}%),"
-            f" {t['bfloat16']:.0f} s, {p['truncated']['bfloat16']} truncated",
-            f"paired: both right {p['both']}, float32 only {p['float32_only']}, bf16 only"
-            f" {p['bfloat16_only']}; difference bf16 - float32 {100 * p['difference']:+.1f}"
-            f" points (95% CI {100 * low:+.1f} to {100 * high:+.1f}),"
-            f" exact McNemar p = {p['mcnemar_p']:.3f}",
-            f"outputs differ: {p['outputs_differ']}/{n}, extracted answers differ:"
-            f" {p['answers_differ']}/{n}",
-            f"speed: bf16 / float32 time {t['float32'] / t['bfloat16']:.2f}x faster",
-        ]
-    )
+    t, preds = s["seconds"], s["predictions"]
+    n = len(preds[BASELINE])
+    lines = [
+        f"bf16 accuracy: {s['adapter']} on {n} SVAMP test problems, greedy, max_new_tokens"
+        f" {s['spec']['max_new_tokens']}, batch {s['spec']['batch_size']}",
+        f"{'mode':<16} {'correct':>9} {'accuracy':>9} {'seconds':>8} {'speed':>6} {'truncated':>9}",
+    ]
+    for mode in MODES:
+        right = sum(p["correct"] for p in preds[mode])
+        cut = sum(p["finish_reason"] == "length" for p in preds[mode])
+        lines.append(
+            f"{mode:<16} {right:>5}/{n:<3} {100 * right / n:>8.1f}% {t[mode]:>8.0f}"
+            f" {t[BASELINE] / t[mode]:>5.2f}x {cut:>9}"
+        )
+    for mode, p in s["paired"].items():
+        low, high = p["difference_ci95"]
+        lines.append(
+            f"{mode} vs {BASELINE}: both right {p['both']}, {BASELINE} only"
+            f" {p['baseline_only']}, {mode} only {p['other_only']}; difference"
+            f" {100 * p['difference']:+.1f} points (95% CI {100 * low:+.1f} to {100 * high:+.1f}),"
+            f" exact McNemar p = {p['mcnemar_p']:.3f}; outputs differ {p['outputs_differ']}/{n},"
+            f" extracted answers differ {p['answers_differ']}/{n}"
+        )
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -131,7 +147,9 @@ def main(argv: list[str] | None = None) -> None:
         )
     with tempfile.TemporaryDirectory(prefix="bench-bf16-") as name:
         result = run(adapter, args.problems, args.batch_size, Path(name))
-    summary = {"adapter": str(adapter), **result, "paired": paired(result["predictions"])}
+    preds = result["predictions"]
+    versus = {m: paired(preds[BASELINE], preds[m]) for m in MODES if m != BASELINE}
+    summary = {"adapter": str(adapter), **result, "paired": versus}
     print(report(summary))
     if args.json:
         args.json.write_text(json.dumps(summary, indent=2) + "\n")

@@ -71,11 +71,18 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument(
         "--model", help="base model (Hub id, path, smollm2-135m); default: the adapter's base"
     )
-    sub.add_argument("--adapter", help="adapter folder or published repo id")
-    sub.add_argument("--revision", help="revision of --adapter")
+    sub.add_argument(
+        "--adapter",
+        action="append",
+        help="adapter folder or published repo id; repeat it to evaluate several adapters of one "
+        "base together (one mixed-adapter batch)",
+    )
+    sub.add_argument("--revision", help="revision of --adapter (of each, when repeated)")
     _target(sub, "where --adapter is published (default: local)", default="local")
     sub.add_argument("--limit", type=int, help="evaluate on the first N test problems")
-    sub.add_argument("--out", type=Path, help="where to write predictions and metrics")
+    sub.add_argument(
+        "--out", type=Path, help="where to write predictions and metrics (a folder per adapter)"
+    )
     sub = command(
         "sweep",
         "train and evaluate every student x config x seed (resumes), then write the report",

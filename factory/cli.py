@@ -185,22 +185,33 @@ def cmd_eval(args) -> int:
         recipe = recipe.model_copy(
             update={"eval": recipe.eval.model_copy(update={"limit": args.limit})}
         )
-    adapter = _adapter_folder(args, home) if args.adapter else None
-    label = Path(str(args.adapter or args.model)).name
-    out = args.out or RunFolder.of(home, recipe.name, recipe.hash).root / "evals" / label
-    metrics = evaluate_recipe(recipe, args.model, adapter, Path(out), home)
-    print(summaries.accuracy_line(label, metrics))
-    print(f"predictions: {out}")
+    named = args.adapter or [None]
+    adapters = {_label(a or args.model): _adapter_folder(a, args, home) for a in named}
+    if len(adapters) < len(named):
+        print("error: two --adapter values end in the same name", file=sys.stderr)
+        return 2
+    root = RunFolder.of(home, recipe.name, recipe.hash).root / "evals"
+    if args.out and len(adapters) == 1:
+        outs = {label: Path(args.out) for label in adapters}
+    else:
+        outs = {label: Path(args.out or root) / label for label in adapters}
+    for label, metrics in evaluate_recipe(recipe, args.model, adapters, outs, home).items():
+        print(summaries.accuracy_line(label, metrics))
+        print(f"predictions: {outs[label]}")
     return 0
 
 
-def _adapter_folder(args, home: Path) -> Path:
-    """`--adapter` as a folder: itself, or the published repo it names, pulled."""
-    if Path(args.adapter).is_dir():
-        return Path(args.adapter)
+def _label(adapter_or_model: str) -> str:
+    return Path(str(adapter_or_model)).name
+
+
+def _adapter_folder(adapter: str | None, args, home: Path) -> Path | None:
+    """An `--adapter` as a folder: itself, or the published repo it names, pulled."""
+    if adapter is None or Path(adapter).is_dir():
+        return adapter and Path(adapter)
     from factory.hub import make_target
 
-    return make_target(args.target, home).pull(args.adapter, args.revision, "model").path
+    return make_target(args.target, home).pull(adapter, args.revision, "model").path
 
 
 def cmd_sweep(args) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -16,43 +17,78 @@ from tqdm.auto import tqdm
 from factory.answers import extract_answer, is_correct
 from factory.files import write_json, write_jsonl
 from factory.paths import EVAL_METRICS, PREDICTIONS
-from factory.precision import eval_dtype
+from factory.precision import device, eval_dtype
 from factory.questions import student_messages
 from factory.recipe import EvalSpec
+from factory.recipe.schema import DEFAULT_MAX_NEW_TOKENS
 from factory.sources import Problem
 from factory.stats import wilson_interval
 
 log = logging.getLogger(__name__)
+BOUND_MARGIN, BOUND_SLACK, BOUND_CAP = 1.25, 16, 2048  # see `answer_bound`
 BASE_ADAPTER = "__base__"  # PEFT's name for "no adapter" in `adapter_names`
+MIXED_ROWS = 256  # rows of one mixed-adapter `generate`, at most (students x batch size)
 
 
 def load_student(model: str, adapter: Path | str | None, home: Path, dtype: str = "float32"):
-    """A model ready to generate, in `dtype`: the base, with the adapter loaded (unmerged, so
-    its LoRA update is not rounded into bf16 weights) through PEFT when there is one."""
-    model, tokenizer, _ = load_students(model, {"student": adapter}, home, dtype)
-    return model, tokenizer
+    """A model ready to generate, in `dtype`: the base alone, the base with the adapter merged
+    in (merged in float32, exactly, then cast to `dtype`: the update is rounded once, as the
+    base weights are), or a fully fine-tuned model's own folder."""
+    from factory.inference import load_for_generation
+
+    if adapter is not None and not is_adapter(adapter):
+        return load_for_generation(str(adapter), home, dtype)
+    if adapter is None:
+        return load_for_generation(model, home, dtype)
+    import torch
+
+    merged, tokenizer, _ = load_students(model, {"student": adapter}, home, "float32")
+    return merged.merge_and_unload().to(getattr(torch, dtype)).eval(), tokenizer
 
 
-def evaluated(model: str, adapter, problems, task: str, spec, out: Path, home: Path, label: str):
+def mixed_batches() -> bool:
+    """Whether several students of one base share each `generate` (PEFT's per-row adapters):
+    on a GPU, where decoding is bound by reading the weights and one read serves every
+    student. On a CPU decoding is bound by compute, and each student evaluated alone with its
+    adapter merged is faster (bench/eval_adapters.py, bench/bf16_accuracy.py)."""
+    return device() == "cuda"
+
+
+def evaluated(
+    model: str, adapter, problems, task: str, spec, out: Path, home: Path, label: str, bound=None
+):
     """The metrics in `out`, after evaluating `model` (with `adapter`) there if they are not:
     `evaluated_together` with one student, so it answers exactly as it would beside others."""
-    together = evaluated_together(model, {label: (adapter, out)}, problems, task, spec, home)
-    return together[label]
+    students, bounds = {label: (adapter, out)}, {label: bound}
+    return evaluated_together(model, students, problems, task, spec, home, bounds)[label]
 
 
-def evaluate_recipe(recipe, model: str | None, adapter: Path | None, out: Path, home: Path):
-    """Any model, or any adapter folder (the base defaults to the adapter's), on the recipe's
-    test problems as its source gives them; predictions and metrics go to `out`."""
+def evaluate_recipe(recipe, model: str | None, adapters: dict, outs: dict, home: Path) -> dict:
+    """Any model, or adapter folders of one base (label -> folder, None for the model itself),
+    on the recipe's test problems as its source gives them, together; label -> metrics, with
+    each one's predictions and metrics in `outs[label]`. Without `model`, the adapters must share
+    their base. A released adapter is bounded as it was when it was published."""
     from factory.models import adapter_base
     from factory.sources import SourceError, load_problems
 
-    model = model or adapter_base(adapter)
+    if model is None:
+        bases = {adapter_base(Path(f)) for f in adapters.values() if f and is_adapter(f)}
+        if len(bases) != 1:
+            found = ", ".join(sorted(bases)) or "none (no adapter folder)"
+            raise ValueError(f"give --model: the adapters' base models are {found}")
+        (model,) = bases
     problems = load_problems(recipe.source, recipe.dataset).get("test")
     if not problems:
         raise SourceError(f"{recipe.path}: no test split to evaluate on")
-    label, spec = Path(str(adapter or model)).name, recipe.eval
-    task, outs = recipe.source.task, {label: out}
-    return evaluate_adapters(model, {label: adapter}, problems, task, spec, outs, home)[label]
+    task, spec = recipe.source.task, recipe.eval
+    bounds = {label: _recorded_bound(folder) for label, folder in adapters.items()}
+    return evaluate_adapters(model, adapters, problems, task, spec, outs, home, bounds)
+
+
+def _recorded_bound(folder: Path | None) -> int | None:
+    """The answer bound a released student was evaluated with (its `eval_results.json`)."""
+    metrics = read_metrics(Path(folder)) if folder is not None else None
+    return (metrics or {}).get("max_new_tokens")
 
 
 def evaluate(
@@ -63,11 +99,13 @@ def evaluate(
     spec: EvalSpec,
     out: Path | None = None,
     label: str = "model",
+    bound: int | None = None,
 ) -> dict[str, Any]:
-    """Accuracy on `problems`; predictions and metrics are written to `out` when given."""
-    problems = problems[: spec.limit] if spec.limit else problems
-    outputs = _generate(model, tokenizer, problems, task, spec, {label: None}, label)[label]
-    return _score(problems, outputs, task, _dtype(model), out)
+    """Accuracy on `problems`; predictions and metrics are written to `out` when given.
+    Answers are bounded by `spec.max_new_tokens`, else by `bound` (see `answer_bound`)."""
+    names, bounds = {label: None}, {label: bound}
+    outs = {label: out} if out is not None else None
+    return evaluate_students(model, tokenizer, names, problems, task, spec, outs, bounds)[label]
 
 
 def evaluate_adapters(
@@ -78,30 +116,81 @@ def evaluate_adapters(
     spec: EvalSpec,
     outs: dict[str, Path] | None,
     home: Path,
+    bounds: dict[str, int | None] | None = None,
+    mixed: bool | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Several students of one base model evaluated together: `adapters` maps a label to an
-    adapter folder, or to None for the base model itself. Each batch of `spec.batch_size`
-    problems is ONE `generate` call with a row per problem per student, PEFT choosing each row's
-    adapter (`adapter_names`), so the base weights are read once per decoding step for all of
-    them. Every student sees the batches it would see alone, so its greedy outputs equal
-    `evaluate` on it alone. Returns label -> metrics; `outs[label]` gets its predictions and
-    metrics (as `evaluate` writes them)."""
-    loaded = load_students(base_model, adapters, home, eval_dtype(spec.dtype))
-    return evaluate_students(*loaded, problems, task, spec, outs)
+    """Several students of one base model evaluated: `adapters` maps a label to an adapter
+    folder, or to None for the base model itself. With `mixed` (default: `mixed_batches()`) each
+    batch of `spec.batch_size` problems is ONE `generate` call with a row per problem per
+    student, PEFT choosing each row's adapter (`adapter_names`), so the base weights are read
+    once per decoding step for all of them; every student sees the batches it would see alone.
+    Otherwise each student is evaluated alone, its adapter merged (`load_student`). Returns
+    label -> metrics; `outs[label]` gets its predictions and metrics (as `evaluate` writes
+    them). `bounds[label]` bounds a student's answers where `spec.max_new_tokens` is not set. A
+    fully fine-tuned student's folder holds a model, not an adapter: it is evaluated alone."""
+    dtype, outs = eval_dtype(spec.dtype), outs or {}
+    mixed = mixed_batches() if mixed is None else mixed
+    shared = {k: f for k, f in adapters.items() if mixed and (f is None or is_adapter(f))}
+    results = {}
+    for label, folder in adapters.items():
+        if label not in shared:
+            model, tokenizer = load_student(base_model, folder, home, dtype)
+            args = (problems, task, spec, {label: outs.get(label)}, bounds)
+            results |= evaluate_students(model, tokenizer, {label: None}, *args)
+    if shared:
+        loaded = load_students(base_model, shared, home, dtype)
+        results |= evaluate_students(*loaded, problems, task, spec, outs, bounds)
+    return {label: results[label] for label in adapters}
+
+
+def is_adapter(folder: Path | str) -> bool:
+    """A PEFT adapter folder, not a whole model (what full fine-tuning saves)."""
+    return (Path(folder) / "adapter_config.json").is_file()
 
 
 def evaluate_students(
-    model, tokenizer, names: dict, problems, task: str, spec: EvalSpec, outs=None
+    model, tokenizer, names: dict, problems, task: str, spec: EvalSpec, outs=None, bounds=None
 ) -> dict[str, dict[str, Any]]:
     """`evaluate_adapters` on students already loaded by `load_students` (model, tokenizer,
-    label -> PEFT adapter name)."""
+    label -> PEFT adapter name): `MIXED_ROWS // eval.batch_size` students (at least one) share
+    each `generate`, so a call holds at most `MIXED_ROWS` rows, or one batch."""
     problems = problems[: spec.limit] if spec.limit else problems
-    outputs = _generate(model, tokenizer, problems, task, spec, names, f"eval {len(names)}")
-    outs = outs or {}
+    limits = {label: max_new_tokens(spec, (bounds or {}).get(label)) for label in names}
+    labels, size = list(names), max(1, MIXED_ROWS // spec.batch_size)
+    outputs = {}
+    for group in (labels[i : i + size] for i in range(0, len(labels), size)):
+        mine = {label: names[label] for label in group}
+        outputs |= _generate(model, tokenizer, problems, task, spec, mine, limits)
+    outs, dtype = outs or {}, _dtype(model)
     return {
-        label: _score(problems, outputs[label], task, _dtype(model), outs.get(label))
+        label: _score(problems, outputs[label], task, dtype, limits[label], outs.get(label))
         for label in names
     }
+
+
+def max_new_tokens(spec: EvalSpec, bound: int | None) -> int:
+    """A student's answer bound: the recipe's `eval.max_new_tokens`, else `bound` (derived from
+    what it was trained on), else `DEFAULT_MAX_NEW_TOKENS`."""
+    return spec.max_new_tokens or bound or DEFAULT_MAX_NEW_TOKENS
+
+
+def answer_bound(longest: int) -> int:
+    """The answer bound for a student whose longest training completion is `longest` tokens:
+    that with a margin (`BOUND_MARGIN` times, plus `BOUND_SLACK`), capped at `BOUND_CAP`."""
+    return min(BOUND_CAP, math.ceil(longest * BOUND_MARGIN) + BOUND_SLACK)
+
+
+def longest_completions(dataset_dir: Path, configs: list[str], tokenizer) -> dict[str, int]:
+    """config -> the token count (in `tokenizer`) of its longest training completion."""
+    from factory.shards import load_config
+
+    longest = {}
+    for config in configs:
+        rows = load_config(dataset_dir, config).select_columns(["completion"])
+        texts = [turn["content"] for row in rows for turn in row["completion"]]
+        ids = tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
+        longest[config] = max((len(i) for i in ids), default=0)
+    return longest
 
 
 def evaluated_together(
@@ -111,6 +200,7 @@ def evaluated_together(
     task: str,
     spec: EvalSpec,
     home: Path,
+    bounds: dict[str, int | None] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """`evaluated` for several students of one base model: `students` maps a label to (adapter
     folder or None for the base, out folder). Students whose `out` holds finished metrics are
@@ -121,7 +211,8 @@ def evaluated_together(
     if owed:
         adapters = {label: adapter for label, (adapter, _) in owed.items()}
         outs = {label: out for label, (_, out) in owed.items()}
-        done.update(evaluate_adapters(base_model, adapters, problems, task, spec, outs, home))
+        args = (problems, task, spec, outs, home, bounds)
+        done.update(evaluate_adapters(base_model, adapters, *args))
     return done
 
 
@@ -161,15 +252,17 @@ def _adapter_tokenizer(folders: list):
     return tokenizers[0] if tokenizers else None
 
 
-def _generate(model, tokenizer, problems, task: str, spec, names: dict, desc: str):
+def _generate(model, tokenizer, problems, task: str, spec, names: dict, limits: dict):
     """label -> {problem index: response}: batches of `spec.batch_size` problems of similar
     length (less padding, same greedy outputs), each a row per problem for every label in one
-    `generate`; `names` maps each label to its PEFT adapter name, or None without PEFT."""
+    `generate`; `names` maps each label to its PEFT adapter name, or None without PEFT, and
+    `limits` to its answer bound."""
     from factory.inference import generate_batch
 
     order = sorted(range(len(problems)), key=lambda i: len(problems[i].question))
     batches = [order[i : i + spec.batch_size] for i in range(0, len(order), spec.batch_size)]
     outputs: dict[str, dict[int, dict]] = {label: {} for label in names}
+    desc = f"eval {next(iter(names))}" if len(names) == 1 else f"eval {len(names)} students"
     for batch in tqdm(batches, desc=desc, unit="batch"):
         chats = [
             student_messages(problems[i].question, task=task, choices=problems[i].choices)
@@ -178,19 +271,20 @@ def _generate(model, tokenizer, problems, task: str, spec, names: dict, desc: st
         kwargs = {}
         if None not in names.values():
             kwargs["adapter_names"] = [name for name in names.values() for _ in batch]
-        rows = generate_batch(
-            model, tokenizer, chats * len(names), max_new_tokens=spec.max_new_tokens, **kwargs
-        )
+        kwargs["row_limits"] = [limits[label] for label in names for _ in batch]
+        bound = max(limits.values())
+        rows = generate_batch(model, tokenizer, chats * len(names), max_new_tokens=bound, **kwargs)
         for k, label in enumerate(names):
             mine = rows[k * len(batch) : (k + 1) * len(batch)]
             outputs[label].update(zip(batch, mine, strict=True))
     return outputs
 
 
-def _score(problems, outputs: dict[int, dict], task: str, dtype: str, out: Path | None) -> dict:
-    """Metrics of one student's outputs (with the dtype it ran in), written to `out` if given."""
+def _score(problems, outputs: dict, task: str, dtype: str, bound: int, out: Path | None) -> dict:
+    """Metrics of one student's outputs (with the dtype and answer bound it ran with), written
+    to `out` if given."""
     predictions = [_prediction(problems[i], outputs[i], task) for i in range(len(problems))]
-    metrics = {**summarize(predictions), "dtype": dtype}
+    metrics = {**summarize(predictions), "dtype": dtype, "max_new_tokens": bound}
     if out is not None:
         write_results(out, metrics, predictions)
     return metrics

@@ -37,10 +37,13 @@ def generate_batch(
     temperature: float = 0.0,
     top_p: float = 1.0,
     seed: int | None = None,
+    row_limits: list[int] | None = None,
     **generate_kwargs: Any,
 ) -> list[dict[str, Any]]:
-    """One `generate` call for a batch of chats; a response per chat, in order. Extra keyword
-    arguments go to `generate` (PEFT's per-row `adapter_names`)."""
+    """One `generate` call for a batch of chats; a response per chat, in order. `row_limits`
+    bounds each row's answer below `max_new_tokens` (a row's first tokens do not depend on the
+    later ones, so this is the answer a call with that bound gives). Extra keyword arguments go
+    to `generate` (PEFT's per-row `adapter_names`)."""
     import torch
 
     prompts = [
@@ -59,10 +62,12 @@ def generate_batch(
             **(sampling if temperature > 0 else {"do_sample": False}),
             **generate_kwargs,
         )
-    new_tokens = output[:, inputs["input_ids"].shape[1] :]
+    new_tokens = output[:, inputs["input_ids"].shape[1] :].tolist()
+    limits = row_limits or [max_new_tokens] * len(new_tokens)
     stop_ids = _stop_ids(model, tokenizer)
     return [
-        _response(tokenizer, row.tolist(), stop_ids, inputs, i) for i, row in enumerate(new_tokens)
+        _response(tokenizer, row[:limit], stop_ids, inputs, i)
+        for i, (row, limit) in enumerate(zip(new_tokens, limits, strict=True))
     ]
 
 

@@ -63,6 +63,7 @@ class StudentEntry(BaseModel):
     ci95: list[float]
     n: int
     truncated: int = 0  # answers cut off by the evaluation's max_new_tokens
+    max_new_tokens: int | None = None  # the answer bound the evaluation had
 
     @classmethod
     def of(cls, student, config, seed, release, published, base, distilled) -> StudentEntry:
@@ -77,6 +78,7 @@ class StudentEntry(BaseModel):
             ci95=distilled["ci95"],
             n=distilled["total"],
             truncated=distilled.get("truncated", 0),
+            max_new_tokens=distilled.get("max_new_tokens"),
         )
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from importlib.resources import files
 
 from factory.recipe import Recipe
+from factory.recipe.schema import DEFAULT_MAX_NEW_TOKENS
 
 TEMPLATES = files("factory.card_templates")
 
@@ -87,7 +88,9 @@ def render_model_card(
         distilled=distilled,
         lift=f"{lift:+.1f}",
         significance=_significance(base, distilled),
-        max_new_tokens=recipe.eval.max_new_tokens,
+        max_new_tokens=distilled.get("max_new_tokens")
+        or recipe.eval.max_new_tokens
+        or DEFAULT_MAX_NEW_TOKENS,
         metrics=metrics,
         train_rows=metrics["rows"],
         sft=sft,

@@ -187,10 +187,11 @@ def run_recipe(
     chosen = _students(recipe, students)
     done = build_dataset(recipe, home)
     publish_dataset(recipe, home, target)
+    seed, wanted = recipe.train.seeds[0], _configs(recipe, done.manifest, configs)
+    runs = [(student_name(student), config, seed) for student in chosen for config in wanted]
+    train_then_evaluate(recipe, built(recipe, home), runs, home)
     results = [
-        distill(recipe, student, config, home, target)
-        for student in chosen
-        for config in _configs(recipe, done.manifest, configs)
+        distill(recipe, student, config, home, target) for student in chosen for config in wanted
     ]
     if results:
         publish_space(recipe, home, target)
@@ -247,24 +248,87 @@ def distill(recipe: Recipe, student, config: str, home: Path, target: str) -> St
     return entry
 
 
+def train_then_evaluate(recipe: Recipe, done: Built, runs: list[tuple], home: Path, bar=None):
+    """Train every (student name, config, seed) of `runs` still untrained, one after another,
+    then evaluate each student's base and trained runs still unevaluated together: one
+    mixed-adapter `generate` per batch of test problems (`evaluate_adapters`), so the base
+    weights are read once per decoding step for all of them. `bar` counts runs trained."""
+    from factory.evaluate import evaluated_together
+    from factory.files import locked
+
+    for name, config, seed in runs:
+        if bar is not None:
+            bar.set_postfix_str(f"{name} {config} seed {seed}")
+        _trained(recipe, _student(recipe, name), config, seed, done, home)
+        if bar is not None:
+            bar.update()
+    test, task, spec = test_problems(done), recipe.source.task, recipe.eval
+    for student in recipe.students:
+        name = student_name(student)
+        mine = [(config, seed) for n, config, seed in runs if n == name]
+        if not mine:
+            continue
+        bounds = answer_bounds(recipe, done, student, home)
+        together = {f"{name} base": (None, done.run.base_eval(name))}
+        limits = {f"{name} base": bounds[None]}
+        for config, seed in mine:
+            label, adapter = f"{name} {config} seed {seed}", done.run.training(name, config, seed)
+            together[label] = (adapter / "adapter", done.run.evaluation(name, config, seed))
+            limits[label] = bounds[config]
+        with locked(done.run.base_eval(name).parent / ".base.lock"):
+            evaluated_together(student.model, together, test, task, spec, home, limits)
+
+
+def answer_bounds(recipe: Recipe, done: Built, student, home: Path) -> dict:
+    """config -> the answer bound of a student trained on it (`evaluate.answer_bound` of its
+    longest training completion, in the student's tokens), and None -> that of the base model:
+    the largest, so the base may write as long as any student. Unused where the recipe sets
+    `eval.max_new_tokens`."""
+    from factory.evaluate import answer_bound, longest_completions
+
+    if recipe.eval.max_new_tokens:
+        return dict.fromkeys([None, *done.manifest.trainable()], recipe.eval.max_new_tokens)
+    from transformers import AutoTokenizer
+
+    from factory.models import resolve_model
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model(student.model, home))
+    longest = longest_completions(done.run.dataset, done.manifest.trainable(), tokenizer)
+    bounds = {config: answer_bound(tokens) for config, tokens in longest.items()}
+    return {None: max(bounds.values(), default=None), **bounds}
+
+
+def _student(recipe: Recipe, name: str):
+    return next(s for s in recipe.students if student_name(s) == name)
+
+
+def _trained(recipe: Recipe, student, config: str, seed: int, done: Built, home: Path):
+    """The TrainResult of a run, trained first if it is not, under the run's lock (two sweeps
+    sharing a home never train it twice)."""
+    from factory.files import locked
+    from factory.train import train_student
+
+    training = done.run.training(student_name(student), config, seed)
+    with locked(training.parent / f".{training.name}.lock"):
+        return train_student(recipe, student, config, done.run.dataset, training, home, seed)
+
+
 def train_and_evaluate(recipe: Recipe, student, config: str, seed: int, done: Built, home: Path):
     """(base metrics, TrainResult, distilled metrics); finished work is reused. A run holds a
     lock while it works, so two sweeps sharing a home never train it twice."""
     from factory.files import locked
-    from factory.train import train_student
 
     name, test = student_name(student), test_problems(done)
     base_out, out = done.run.base_eval(name), done.run.evaluation(name, config, seed)
     task, spec = recipe.source.task, recipe.eval
+    bounds = answer_bounds(recipe, done, student, home)
     with locked(base_out.parent / ".base.lock"):
-        base = evaluated(student.model, None, test, task, spec, base_out, home, f"{name} base")
-    training = done.run.training(name, config, seed)
-    with locked(training.parent / f".{training.name}.lock"):
-        trained = train_student(recipe, student, config, done.run.dataset, training, home, seed)
-        label = f"{name} {config} seed {seed}"
-        distilled = evaluated(
-            student.model, trained.adapter_dir, test, task, spec, out, home, label
-        )
+        args = (test, task, spec, base_out, home, f"{name} base", bounds[None])
+        base = evaluated(student.model, None, *args)
+    trained = _trained(recipe, student, config, seed, done, home)
+    with locked(base_out.parent / ".base.lock"):
+        args = (test, task, spec, out, home, f"{name} {config} seed {seed}", bounds[config])
+        distilled = evaluated(student.model, trained.adapter_dir, *args)
     return base, trained, distilled
 
 
@@ -327,18 +391,15 @@ def sweep(
             kwargs = {"address": ray, "gpus": gpus, "cpus": 1, "home": home}
             run_all(sweep_run, args, labels, **kwargs, done=lambda _: bar.update())
         else:
-            for run, label in zip(owed, labels, strict=True):
-                bar.set_postfix_str(label)
-                sweep_run(recipe, home, *run)
-                bar.update()
+            bar.set_description("sweep (training)")
+            train_then_evaluate(recipe, done, owed, home, bar)
     return write_report(recipe, done.run)
 
 
 def sweep_run(recipe: Recipe, home: Path, student: str, config: str, seed: int) -> None:
     """One run of a sweep, wherever it runs: train and evaluate `student` on `config`."""
     done = built(recipe, home)
-    spec = next(s for s in recipe.students if student_name(s) == student)
-    train_and_evaluate(recipe, spec, config, seed, done, home)
+    train_and_evaluate(recipe, _student(recipe, student), config, seed, done, home)
 
 
 def _finished(done: Built, name: str, config: str, seed: int) -> bool:
@@ -430,7 +491,8 @@ def reproduce(repo_id: str, revision: str | None, target: str, home: Path) -> Re
     seed = meta.get("seed", recipe.train.seeds[0])
     trained = train_student(recipe, student, meta["config"], dataset.path, out, home, seed)
     problems, label = held_out_problems(dataset.path), f"reproduce {meta['config']}"
-    args = (recipe.source.task, recipe.eval, out / "eval", home, label)
+    bound = published.get("max_new_tokens")  # the answer bound the published run had
+    args = (recipe.source.task, recipe.eval, out / "eval", home, label, bound)
     reproduced = evaluated(student.model, trained.adapter_dir, problems, *args)
     return Reproduction(adapter, dataset, meta, published, reproduced, out)
 

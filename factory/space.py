@@ -86,7 +86,9 @@ def space_config(
         "leaderboard": _report_rows(run)
         or [_board_row(e, manifest.configs[e.config]) for e in entries.values()],
         "max_input_tokens": 512,
-        "max_new_tokens": recipe.eval.max_new_tokens,
+        "max_new_tokens": recipe.eval.max_new_tokens
+        or max((entries[c].max_new_tokens or 0 for c in configs), default=0)
+        or None,
     }
 
 

@@ -12,6 +12,7 @@ import torch
 from factory.evaluate import (
     evaluate,
     evaluate_adapters,
+    evaluate_students,
     evaluated,
     evaluated_together,
     load_student,
@@ -70,14 +71,18 @@ def test_one_mixed_batch_answers_as_each_student_alone(
     spec = SPEC.model_copy(update={"dtype": dtype})
     students = {"base": None, **adapters}
     outs = {label: tmp_path / "together" / label for label in students}
-    together = evaluate_adapters(str(tiny_model_dir), students, PROBLEMS, "math", spec, outs, home)
-    for label, adapter in students.items():
-        alone = evaluated(
-            str(tiny_model_dir), adapter, PROBLEMS, "math", spec, tmp_path / label, home, label
-        )
+    together = evaluate_adapters(
+        str(tiny_model_dir), students, PROBLEMS, "math", spec, outs, home, mixed=True
+    )
+    for label, adapter in students.items():  # alone, unmerged: the same PEFT computation
+        loaded = load_students(str(tiny_model_dir), {label: adapter}, home, dtype)
+        alone = evaluate_students(*loaded, PROBLEMS, "math", spec, {label: tmp_path / label})
         assert outputs(outs[label]) == outputs(tmp_path / label), label
-        assert together[label] == alone and together[label]["dtype"] == dtype
-        assert json.loads((outs[label] / "eval_results.json").read_text()) == alone
+        assert together[label] == alone[label] and together[label]["dtype"] == dtype
+        assert json.loads((outs[label] / "eval_results.json").read_text()) == alone[label]
+        if dtype == "float32":  # merged exactly: the answers evaluation gives a student alone
+            args = (PROBLEMS, "math", spec, tmp_path / f"{label}-merged", home, label)
+            assert evaluated(str(tiny_model_dir), adapter, *args) == alone[label]
     texts = {label: [p["output"] for p in outputs(outs[label])] for label in students}
     assert len({tuple(t) for t in texts.values()}) == 3, "each student answers differently"
     assert all(p["completion_tokens"] > 0 for label in students for p in outputs(outs[label]))
@@ -103,7 +108,7 @@ def test_the_mixed_batch_routes_each_row_through_its_own_adapter(tiny_model_dir,
     assert names == {"b": "__base__", "cot L1": "student_0", "cot L3": "student_1"}
     assert set(model.peft_config) == {"student_0", "student_1"}
     assert not any(m.merged for m in model.modules() if hasattr(m, "merged")), "unmerged"
-    single, _ = load_student(str(tiny_model_dir), adapters["cot L3"], home)
+    single, _, _ = load_students(str(tiny_model_dir), {"cot L3": adapters["cot L3"]}, home)
     assert set(single.peft_config) == {"student_0"}, "alone: the same unmerged PEFT model"
     ids = tokenizer(["1 + 2 ="], return_tensors="pt").input_ids
     with torch.inference_mode():
@@ -151,3 +156,104 @@ def test_adapters_with_different_chat_templates_cannot_share_a_batch(
     tokenizer.save_pretrained(other)
     with pytest.raises(ValueError, match="different chat templates"):
         load_students(str(tiny_model_dir), {"a": adapters["cot L1"], "o": other}, home)
+
+
+def test_a_fully_fine_tuned_student_is_evaluated_as_a_model_of_its_own(
+    tiny_model_dir, adapters, tmp_path, home
+):
+    """Full fine-tuning saves a model, not an adapter: beside adapters, it answers as itself."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from factory.inference import load_for_generation
+
+    torch.manual_seed(4)
+    full = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    with torch.no_grad():
+        for weight in full.parameters():
+            weight.add_(0.05 * torch.randn_like(weight))
+    full.save_pretrained(tmp_path / "full")
+    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(tmp_path / "full")
+    students = {"base": None, "full": tmp_path / "full", **adapters}
+    model, tokenizer = load_for_generation(str(tmp_path / "full"), home)
+    alone = evaluate(model, tokenizer, PROBLEMS, "math", SPEC, tmp_path / "alone")
+    for mixed in (True, False):
+        outs = {label: tmp_path / f"out-{mixed}" / label for label in students}
+        args = (PROBLEMS, "math", SPEC, outs, home)
+        metrics = evaluate_adapters(str(tiny_model_dir), students, *args, mixed=mixed)
+        assert list(metrics) == list(students)
+        assert metrics["full"] == alone and outputs(outs["full"]) == outputs(tmp_path / "alone")
+        assert outputs(outs["full"]) != outputs(outs["base"]), "its own weights, not the base's"
+
+
+def test_a_merged_student_answers_as_its_unmerged_adapter(tiny_model_dir, adapters, tmp_path, home):
+    """Alone, a student's adapter is merged into the float32 weights: the same answers as PEFT's
+    unmerged adapter, in float32; in bf16 the merged weights are rounded once."""
+    merged, tokenizer = load_student(str(tiny_model_dir), adapters["cot L1"], home)
+    assert not hasattr(merged, "peft_config") and merged.dtype == torch.float32
+    loaded = load_students(str(tiny_model_dir), {"cot L1": adapters["cot L1"]}, home)
+    unmerged = evaluate_students(*loaded, PROBLEMS, "math", SPEC, {"cot L1": tmp_path / "u"})
+    alone = evaluate(merged, tokenizer, PROBLEMS, "math", SPEC, tmp_path / "m")
+    assert alone == unmerged["cot L1"] and outputs(tmp_path / "m") == outputs(tmp_path / "u")
+    bf16, _ = load_student(str(tiny_model_dir), adapters["cot L1"], home, "bfloat16")
+    assert bf16.dtype == torch.bfloat16 and not hasattr(bf16, "peft_config")
+    base, _ = load_student(str(tiny_model_dir), None, home)
+    pairs = zip(base.parameters(), merged.parameters(), strict=True)
+    assert any(not torch.equal(a, b) for a, b in pairs), "the merge changed the weights"
+
+
+def test_row_limits_give_the_answers_separate_bounds_give(tiny_model_dir, home):
+    from factory.inference import generate_batch, load_for_generation
+
+    model, tokenizer = load_for_generation(str(tiny_model_dir), home)
+    chats = [[{"role": "user", "content": q}] for q in QUESTIONS[:3]]
+    limits = [3, 12, 7]
+    together = generate_batch(model, tokenizer, chats, max_new_tokens=12, row_limits=limits)
+    for chat, limit, got in zip(chats, limits, together, strict=True):
+        (alone,) = generate_batch(model, tokenizer, [chat], max_new_tokens=limit)
+        assert got == alone and got["usage"]["completion_tokens"] <= limit
+    assert together[0]["finish_reason"] == "length", "cut at 3 tokens"
+
+
+def test_each_student_is_bounded_by_what_it_was_taught_to_write(tmp_path, tiny_model_dir, home):
+    """Unset `eval.max_new_tokens`: a config's bound is its longest training completion in the
+    student's tokens with a margin; the base gets the largest; a set value wins."""
+    import math
+
+    import yaml
+    from test_train import toy_recipe
+    from transformers import AutoTokenizer
+
+    from factory.evaluate import BOUND_CAP, BOUND_MARGIN, BOUND_SLACK, read_metrics
+    from factory.recipe import load_recipe
+    from factory.run import answer_bounds, build_dataset, train_then_evaluate
+    from factory.shards import load_config
+
+    path = toy_recipe(tmp_path, tiny_model_dir, sft={"num_train_epochs": 1})
+    spec = yaml.safe_load(path.read_text())
+    spec["teacher"] = {"backend": "program", "name": "program"}
+    spec["cot"] = {"levels": [1, 6], "formats": ["cot"], "answer_only": True}
+    del spec["eval"]["max_new_tokens"]
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    recipe = load_recipe(path)
+    assert recipe.eval.max_new_tokens is None
+    done = build_dataset(recipe, home)
+    student = recipe.students[0]
+    bounds = answer_bounds(recipe, done, student, home)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    trainable = done.manifest.trainable()
+    assert set(bounds) == {None, *trainable} and len(trainable) == 3
+    for config in trainable:
+        texts = [r["completion"][0]["content"] for r in load_config(done.run.dataset, config)]
+        longest = max(len(tokenizer(t, add_special_tokens=False).input_ids) for t in texts)
+        assert bounds[config] == min(BOUND_CAP, math.ceil(longest * BOUND_MARGIN) + BOUND_SLACK)
+    assert bounds["cot-L6"] > bounds["cot-L1"] > bounds["answer-only"]
+    assert bounds[None] == bounds["cot-L6"]
+    seed = recipe.train.seeds[0]
+    train_then_evaluate(recipe, done, [("tiny", "answer-only", seed)], home)
+    assert read_metrics(done.run.base_eval("tiny"))["max_new_tokens"] == bounds[None]
+    distilled = read_metrics(done.run.evaluation("tiny", "answer-only", seed))
+    assert distilled["max_new_tokens"] == bounds["answer-only"]
+    spec["eval"]["max_new_tokens"] = 5
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    fixed = load_recipe(path)
+    assert set(answer_bounds(fixed, done, student, home).values()) == {5}

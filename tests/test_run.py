@@ -174,6 +174,15 @@ def test_eval_command_on_a_published_adapter(published, tiny_model_dir, tmp_path
     distilled = json.loads((Path(entry.release) / "eval_results.json").read_text())
     assert metrics == distilled, "the same adapter evaluates the same from the registry"
     assert f"accuracy {100 * metrics['accuracy']:.1f}%" in out.stdout
+    trained = done.run.training("tiny", "answer-only", recipe.train.seeds[0]) / "adapter"
+    two = cot_factory_eval(
+        *("--adapter", entry.published.repo_id, "--adapter", str(trained), "--out", str(tmp_path))
+    )
+    assert two.returncode == 0, two.stderr
+    for label in (entry.published.repo_id.split("/")[1], "adapter"):
+        together = json.loads((tmp_path / label / "eval_results.json").read_text())
+        assert together == distilled, f"{label}: evaluated beside another, it answers the same"
+    assert two.stdout.count("accuracy") == 2
     missing = cot_factory_eval("--adapter", "local/none")
     assert missing.returncode == 2 and "local/none" in missing.stderr
     assert missing.stderr.count("\n") == 1

@@ -133,9 +133,19 @@ class TrainSpec(Strict):
     _unique = field_validator("configs", "seeds")(lambda values: values and unique(values))
 
 
+DEFAULT_MAX_NEW_TOKENS = 256  # the answer bound where nothing says what a student writes
+
+
 class EvalSpec(Strict):
-    max_new_tokens: int = Field(256, ge=1, le=limits.MAX_TOKENS)
-    batch_size: int = Field(16, ge=1, le=limits.MAX_BATCH)
+    max_new_tokens: int | None = Field(  # left out of dumps when unset, like dtype
+        None,
+        ge=1,
+        le=limits.MAX_TOKENS,
+        description="the answer bound; unset: each student's longest training completion in its "
+        "own tokens, with a margin, capped (factory.evaluate.answer_bound)",
+        exclude_if=lambda bound: bound is None,
+    )
+    batch_size: int = Field(64, ge=1, le=limits.MAX_BATCH)
     limit: int | None = Field(None, ge=1, le=limits.MAX_PROBLEMS)
     dtype: Literal["auto", "float32", "bfloat16"] = Field(  # left out of dumps (and so of the
         "auto",  # recipe hash) at its default: recipes that do not set it keep their identity
