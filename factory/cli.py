@@ -136,15 +136,22 @@ def _print_dataset(recipe, home: Path, target: str | None) -> None:
 
 
 def cmd_run(args) -> None:
+    from factory.paths import REPORT, REPORT_RESULTS
     from factory.run import run_recipe
 
-    recipe, home = _recipe(args), _home(args)
-    done, entries = run_recipe(
-        recipe, home, students=args.student, configs=args.config, target=args.target
-    )
+    recipe, home, timings = _recipe(args), _home(args), {}
+    chosen = {"students": args.student, "configs": args.config, "target": args.target}
+    done, entries = run_recipe(recipe, home, **chosen, timings=timings)
     print(summaries.build_table(done))
     print(summaries.published_line("dataset", done.manifest.dataset))
     print(summaries.students_table(entries))
+    if entries:
+        results = json.loads((done.run.report / REPORT_RESULTS).read_text())
+        for student in dict.fromkeys(e.student for e in entries):
+            print(summaries.comparisons_table(results, student))
+            print(f"{student}: {results['recommendations'][student]['text']}")
+        print(f"report: {done.run.report / REPORT}")
+    print(summaries.timings_line(timings))
     if done.manifest.space:
         print(summaries.published_line("space", done.manifest.space))
         home_flag = f" --home {args.home}" if args.home else ""

@@ -165,6 +165,10 @@ def write_report(recipe: Recipe, run: RunFolder) -> Path:
         "base": bases,
         "recommendations": recommendations,
         "comparisons": {s: [asdict(c) for c in comparisons[s]] for s in students},
+        "shown": {  # the comparisons report.md shows, as (a, b)
+            s: [(c.a, c.b) for c in _shown(_accuracies(results, s), comparisons[s])]
+            for s in students
+        },
         "comparison_methods": METHODS,
     }
     (out / REPORT_RESULTS).write_text(json.dumps(document, indent=2) + "\n")

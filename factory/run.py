@@ -19,6 +19,7 @@ import json
 import logging
 import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -177,25 +178,56 @@ def run_recipe(
     students: list[str] | None = None,
     configs: list[str] | None = None,
     target: str | None = None,
+    timings: dict[str, float] | None = None,
 ) -> tuple[Built, list[StudentEntry]]:
     """The whole pipeline: build and publish the dataset, distill, card and publish every chosen
-    student on every chosen config, then build and publish the Space."""
+    student on every chosen config, write the report, then build and publish the Space.
+    `timings`, when given, gets the seconds of each stage: models (made ready offline), dataset,
+    training, evaluation, publishing, report, space."""
+    from factory.report import write_report
     from factory.train import check_training
 
     check_training(recipe)
     target = target or recipe.target
     chosen = _students(recipe, students)
-    done = build_dataset(recipe, home)
-    publish_dataset(recipe, home, target)
+    with _timed(timings, "models"):
+        _models_ready(recipe, chosen, home)
+    with _timed(timings, "dataset"):
+        done = build_dataset(recipe, home)
+    with _timed(timings, "publishing"):
+        publish_dataset(recipe, home, target)
     seed, wanted = recipe.train.seeds[0], _configs(recipe, done.manifest, configs)
     runs = [(student_name(student), config, seed) for student in chosen for config in wanted]
-    train_then_evaluate(recipe, built(recipe, home), runs, home)
-    results = [
-        distill(recipe, student, config, home, target) for student in chosen for config in wanted
-    ]
+    train_then_evaluate(recipe, built(recipe, home), runs, home, timings=timings)
+    with _timed(timings, "publishing"):
+        results = [distill(recipe, s, config, home, target) for s in chosen for config in wanted]
     if results:
-        publish_space(recipe, home, target)
+        with _timed(timings, "report"):
+            write_report(recipe, done.run)
+        with _timed(timings, "space"):
+            publish_space(recipe, home, target)
     return built(recipe, home), results
+
+
+@contextmanager
+def _timed(timings: dict[str, float] | None, stage: str):
+    """Add the seconds the block takes to `timings[stage]` (when there are timings)."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        if timings is not None:
+            timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - start
+
+
+def _models_ready(recipe: Recipe, students: list, home: Path) -> None:
+    """Every in-process teacher's model and every student's, resolved (an offline alias is
+    converted to safetensors under the home once)."""
+    from factory.models import resolve_model
+
+    local = [spec.model for spec in recipe.teacher if spec.backend == "transformers"]
+    for model in dict.fromkeys([*local, *(student.model for student in students)]):
+        resolve_model(model, home)
 
 
 def _students(recipe: Recipe, names: list[str] | None) -> list:
@@ -248,18 +280,22 @@ def distill(recipe: Recipe, student, config: str, home: Path, target: str) -> St
     return entry
 
 
-def train_then_evaluate(recipe: Recipe, done: Built, runs: list[tuple], home: Path, bar=None):
+def train_then_evaluate(
+    recipe: Recipe, done: Built, runs: list[tuple], home: Path, bar=None, timings=None
+):
     """Train every (student name, config, seed) of `runs` still untrained, one after another,
     then evaluate each student's base and trained runs still unevaluated together: one
     mixed-adapter `generate` per batch of test problems (`evaluate_adapters`), so the base
-    weights are read once per decoding step for all of them. `bar` counts runs trained."""
+    weights are read once per decoding step for all of them. `bar` counts runs trained;
+    `timings` gets the seconds of training and of evaluation."""
     from factory.evaluate import evaluated_together
     from factory.files import locked
 
     for name, config, seed in runs:
         if bar is not None:
             bar.set_postfix_str(f"{name} {config} seed {seed}")
-        _trained(recipe, _student(recipe, name), config, seed, done, home)
+        with _timed(timings, "training"):
+            _trained(recipe, _student(recipe, name), config, seed, done, home)
         if bar is not None:
             bar.update()
     test, task, spec = test_problems(done), recipe.source.task, recipe.eval
@@ -275,7 +311,8 @@ def train_then_evaluate(recipe: Recipe, done: Built, runs: list[tuple], home: Pa
             label, adapter = f"{name} {config} seed {seed}", done.run.training(name, config, seed)
             together[label] = (adapter / "adapter", done.run.evaluation(name, config, seed))
             limits[label] = bounds[config]
-        with locked(done.run.base_eval(name).parent / ".base.lock"):
+        lock = locked(done.run.base_eval(name).parent / ".base.lock")
+        with lock, _timed(timings, "evaluation"):
             evaluated_together(student.model, together, test, task, spec, home, limits)
 
 

@@ -101,3 +101,29 @@ def reproduction_table(result) -> str:
 
 def _or_dash(value) -> str:
     return "-" if value is None else str(value)
+
+
+def comparisons_table(results: dict, student: str) -> str:
+    """The paired comparisons the report shows for `student` (its `results.json`)."""
+    shown = {tuple(pair) for pair in results["shown"].get(student, [])}
+    lines = [
+        f"{'comparison':<36} {'accuracies':>15} {'difference':>11} {'95% interval':>16} "
+        f"{'Holm p':>8}  verdict"
+    ]
+    for c in results["comparisons"].get(student, []):
+        if (c["a"], c["b"]) not in shown:
+            continue
+        low, high = (100 * x for x in c["ci95"])
+        accuracies = f"{100 * c['accuracy_a']:.1f}% vs {100 * c['accuracy_b']:.1f}%"
+        lines.append(
+            f"{c['a'] + ' vs ' + c['b']:<36} {accuracies:>15} "
+            f"{100 * c['difference']:>+10.1f} {f'[{low:+.1f}, {high:+.1f}]':>16} "
+            f"{c['p_holm']:>8.2g}  {'significant' if c['significant'] else 'noise'}"
+        )
+    return "\n".join(lines)
+
+
+def timings_line(timings: dict[str, float]) -> str:
+    """`time by stage: models 21 s, dataset 9 s, ... (total 6.1 min)`."""
+    stages = ", ".join(f"{stage} {seconds:.0f} s" for stage, seconds in timings.items())
+    return f"time by stage: {stages} (total {sum(timings.values()) / 60:.1f} min)"

@@ -1,6 +1,8 @@
-"""`recipes/quickstart.yaml` end to end, as `make quickstart` runs it: real SmolLM2-135M teacher
-in-process, reasoning-gym problems, verification, dataset card, then a SmolLM2 LoRA student per
-config trained, evaluated against its base, carded and published, offline."""
+"""`recipes/quickstart.yaml` end to end, as `make quickstart` runs it, at its full size: the
+program teacher and a real SmolLM2-135M teacher in-process on reasoning-gym problems,
+verification, the dataset card, then a SmolLM2 LoRA student per trained config, evaluated
+against its base on 100 problems, carded and published offline, the report's paired comparisons
+(the best chain of thought beats the answers alone and the base model), and the Space."""
 
 from __future__ import annotations
 
@@ -46,36 +48,40 @@ def quickstart(tmp_path_factory):
     return home, out.stdout
 
 
+TRAINED = ["answer-only", "program-cot-L1", "program-cot-L3"]
+
+
 def test_quickstart_builds_verifies_and_publishes(quickstart):
     home, stdout = quickstart
     run = next((home / "runs").glob("quickstart-*"))
     traces = [json.loads(line) for line in (run / "traces.jsonl").read_text().splitlines()]
-    teacher = [t for t in traces if t["teacher"] == "smollm2-135m"]
-    assert len(teacher) == 20 * 2 * 2  # problems x levels x samples
-    assert {t["config"] for t in teacher} == {"cot-L1", "cot-L2"}
-    assert all(t["raw_output"] for t in teacher)
-    assert {t["drop_reason"] for t in teacher} - {None} <= {
+    llm = [t for t in traces if t["teacher"] == "smollm2"]
+    assert len(llm) == 16 * 2, "the first 16 problems x levels 1 and 3"
+    assert {t["config"] for t in llm} == {"smollm2-cot-L1", "smollm2-cot-L3"}
+    assert all(t["raw_output"] for t in llm)
+    assert {t["drop_reason"] for t in llm} - {None} <= {
         "truncated",
         "unparseable",
         "wrong",
         "repetitive",
         "duplicate",
     }
-    kept = [t for t in teacher if t["drop_reason"] is None]
-    assert all(t["correct"] for t in kept)
+    assert all(t["correct"] for t in llm if t["drop_reason"] is None)
+    program = [t for t in traces if t["teacher"] == "program"]
+    assert len(program) == 150 * 2 and all(t["drop_reason"] is None for t in program)
 
     manifest = json.loads((run / "manifest.json").read_text())
     snapshot = Path(manifest["dataset"]["path"])
     assert f"@ {manifest['dataset']['commit'][:12]}" in stdout
     card = DatasetCard.load(snapshot / "README.md")
     declared = {c["config_name"] for c in card.data.configs}
-    assert {"answer-only", "problems"} <= declared
+    assert {"answer-only", "problems", "program-cot-L1", "program-cot-L3"} <= declared
     for config, stats in manifest["configs"].items():
         assert (config in declared) == (stats["kept"] > 0)
         if stats["kept"]:
             rows = load_dataset(str(snapshot), config, split="train")
             assert len(rows) == stats["kept"]
-    assert len(load_dataset(str(snapshot), "problems", split="test")) == 10
+    assert len(load_dataset(str(snapshot), "problems", split="test")) == 100
     assert (home / "models" / "smollm2-135m" / "model.safetensors").is_file()
 
 
@@ -86,8 +92,7 @@ def test_quickstart_students_are_trained_evaluated_and_published(quickstart):
     run = next((home / "runs").glob("quickstart-*"))
     manifest = json.loads((run / "manifest.json").read_text())
     trained = {entry["config"]: entry for entry in manifest["students"]}
-    declared = [c for c, s in manifest["configs"].items() if s["kept"]]
-    assert sorted(trained) == sorted(declared)
+    assert sorted(trained) == sorted(TRAINED)
     for config, entry in trained.items():
         folder = Path(entry["published"]["path"])
         card = ModelCard.load(folder / "README.md")
@@ -96,11 +101,31 @@ def test_quickstart_students_are_trained_evaluated_and_published(quickstart):
         assert card.data.eval_results[0].metric_value == round(entry["accuracy"], 4)
         assert "dequantized" in card.text.lower()
         results = json.loads((folder / "eval_results.json").read_text())
-        assert results["total"] == 10 and results["accuracy"] == entry["accuracy"]
+        assert results["total"] == 100 and results["accuracy"] == entry["accuracy"]
+        assert results["max_new_tokens"] == entry["max_new_tokens"] > 0
         assert f"card: {folder / 'README.md'}" in stdout
         base = f"{100 * entry['base_accuracy']:.1f}%"
         line = next(x for x in stdout.splitlines() if x.startswith("smollm2-135m") and config in x)
         assert base in line and f"{100 * entry['accuracy']:.1f}%" in line
+    assert "time by stage: models" in stdout and "training" in stdout and "evaluation" in stdout
+
+
+def test_the_best_chain_of_thought_beats_the_answers_alone_and_the_base(quickstart):
+    """What the quickstart is for: the best CoT config is right on clearly more test problems
+    than `answer-only` and than the base model, by a paired test at p < 0.01 (Holm)."""
+    home, stdout = quickstart
+    run = next((home / "runs").glob("quickstart-*"))
+    results = json.loads((run / "report" / "results.json").read_text())
+    accuracy = {r["config"]: r["accuracy"] for r in results["runs"]}
+    best = max(["program-cot-L1", "program-cot-L3"], key=accuracy.get)
+    assert accuracy[best] > accuracy["answer-only"]
+    comparisons = {(c["a"], c["b"]): c for c in results["comparisons"]["smollm2-135m"]}
+    for other in ("answer-only", "base"):
+        c = comparisons.get((best, other)) or comparisons[(other, best)]
+        assert c["p_holm"] < 0.01 and c["significant"], c
+    advice = results["recommendations"]["smollm2-135m"]["text"]
+    assert f"`{best}`" in advice and advice in stdout
+    assert f"{best} vs answer-only" in stdout or f"answer-only vs {best}" in stdout
 
 
 def test_quickstart_ends_with_its_space_and_the_demo_command(quickstart):
