@@ -60,6 +60,7 @@ class RunResult:
     teacher_accuracy: float | None
     ci95: list[float] = field(default_factory=list)
     truncated: int = 0  # answers cut off by the evaluation's max_new_tokens
+    precision: str = ""  # how its seeds trained and were evaluated: `bf16 autocast / bfloat16`
 
     @property
     def accuracy(self) -> float:
@@ -86,7 +87,7 @@ def collect(run: RunFolder) -> tuple[list[RunResult], dict[str, dict]]:
 
 
 def _pooled(student: str, config_dir: Path, stats: dict) -> RunResult | None:
-    seeds, metrics, seconds = [], [], []
+    seeds, metrics, seconds, precisions = [], [], [], set()
     for seed_dir in sorted(config_dir.glob("seed-*"), key=lambda p: int(p.name[5:])):
         evaluated = _read(seed_dir / "eval" / EVAL_METRICS)
         trained = _read(seed_dir / TRAINING_METRICS)
@@ -94,6 +95,7 @@ def _pooled(student: str, config_dir: Path, stats: dict) -> RunResult | None:
             seeds.append(int(seed_dir.name[5:]))
             metrics.append(evaluated)
             seconds.append(trained["seconds"])
+            precisions.add(f"{trained.get('precision', '?')} / {evaluated.get('dtype', '?')}")
     if not metrics:
         return None
     correct, total = sum(m["correct"] for m in metrics), sum(m["total"] for m in metrics)
@@ -113,6 +115,7 @@ def _pooled(student: str, config_dir: Path, stats: dict) -> RunResult | None:
         teacher_accuracy=stats["teacher_accuracy"],
         ci95=[round(x, 4) for x in wilson_interval(correct, total)],
         truncated=sum(m.get("truncated", 0) for m in metrics),
+        precision=", ".join(sorted(precisions)),
     )
 
 
@@ -216,15 +219,17 @@ def render_markdown(
 def _table(results: list[RunResult]) -> list[str]:
     rows = [
         "| config | teacher | steps | tokens per completion | teacher accuracy | "
-        "student accuracy | 95% interval | cut off | seeds (spread) | training time |",
-        "|---|---|---:|---:|---:|---:|---|---:|---|---:|",
+        "student accuracy | 95% interval | cut off | seeds (spread) | training time | "
+        "precision (training / evaluation) |",
+        "|---|---|---:|---:|---:|---:|---|---:|---|---:|---|",
     ]
     for r in sorted(results, key=lambda r: (r.format or "~", r.level or 0, r.config)):
         teacher = "–" if r.teacher_accuracy is None else _pct(r.teacher_accuracy)
         rows.append(
             f"| `{r.config}` | {r.teacher} | {_num(r.mean_steps)} | {_num(r.mean_tokens)} | "
             f"{teacher} | {_pct(r.accuracy)} | {_interval(r.ci95)} | {r.truncated} | "
-            f"{len(r.seeds)} (±{100 * r.spread:.1f}) | {r.train_seconds / 60:.1f} min |"
+            f"{len(r.seeds)} (±{100 * r.spread:.1f}) | {r.train_seconds / 60:.1f} min | "
+            f"{r.precision} |"
         )
     return rows
 

@@ -99,6 +99,14 @@ def test_the_card_records_the_settings_training_used_and_how_to_reproduce(publis
     assert f"`r={recorded['lora']['r']}`" in card.text
     assert f"cot-factory reproduce {entry.published.repo_id}\n" in card.text
     assert "cot-factory run recipe.yaml" not in card.text, "reproducing never republishes"
+    metrics = json.loads(
+        (done.run.training("tiny", "answer-only", 0) / "training_metrics.json").read_text()
+    )
+    evaluated = json.loads((Path(entry.release) / "eval_results.json").read_text())
+    assert f"- **Precision**: {metrics['precision']} (the weights" in card.text
+    assert (
+        f"decoding in {evaluated['dtype']}, at most {evaluated['max_new_tokens']} new" in card.text
+    )
 
 
 def test_results_go_into_a_new_commit_and_the_tag_stays(published, tiny_model_dir):

@@ -108,6 +108,11 @@ def test_report_tables_match_the_runs_metrics(swept):
         assert f"[{100 * entry['ci95'][0]:.1f}%, {100 * entry['ci95'][1]:.1f}%]" in row
         tokens = stats[entry["config"]]["mean_tokens"]
         assert f"| {tokens:.1f} |" in row and "| 2 (±" in row
+        trained = json.loads(
+            (run / "students/tiny" / entry["config"] / "seed-0/training_metrics.json").read_text()
+        )
+        precision = f"{trained['precision']} / {metrics[0]['dtype']}"
+        assert entry["precision"] == precision and row.endswith(f"| {precision} |")
     base = json.loads((run / "students/tiny/base/eval_results.json").read_text())
     assert results["base"]["tiny"]["accuracy"] == base["accuracy"]
     assert f"Base model without distillation: {100 * base['accuracy']:.1f}%" in text
