@@ -304,6 +304,20 @@ def summarize(predictions: list[dict]) -> dict[str, Any]:
         "total": total,
         "answered": sum(p["predicted_answer"] is not None for p in predictions),
         "truncated": sum(p["finish_reason"] == "length" for p in predictions),
+        **_thinking(predictions),
+    }
+
+
+def _thinking(predictions: list[dict]) -> dict[str, Any]:
+    """For a student that thinks (`<think>`...): the mean thinking tokens per answer, and the
+    answers whose thinking never closed (cut off while thinking: no answer is read from them)."""
+    tokens = [p["thinking_tokens"] for p in predictions if p.get("thinking_tokens") is not None]
+    if not tokens:
+        return {}
+    return {
+        "mean_thinking_tokens": round(sum(tokens) / len(predictions), 1),
+        "thinking_answers": len(tokens),
+        "thinking_cut": sum(p.get("thinking_closed") is False for p in predictions),
     }
 
 
@@ -318,7 +332,16 @@ def _prediction(problem: Problem, response: dict, task: str) -> dict:
         "correct": is_correct(predicted, problem.answer, task),
         "finish_reason": response["finish_reason"],
         "completion_tokens": response["usage"]["completion_tokens"],
+        **_thought(response),
     }
+
+
+def _thought(response: dict) -> dict:
+    """A thinking answer's thinking tokens and whether its thinking closed; nothing otherwise."""
+    tokens = response["usage"].get("reasoning_tokens")
+    if tokens is None:
+        return {}
+    return {"thinking_tokens": tokens, "thinking_closed": response.get("thinking_closed", True)}
 
 
 def write_results(out: Path, metrics: dict, predictions: list[dict]) -> None:

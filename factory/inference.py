@@ -78,13 +78,18 @@ def _stop_ids(model, tokenizer) -> set[int]:
 
 
 def _response(tokenizer, tokens: list[int], stop_ids: set[int], inputs, index: int) -> dict:
+    """One row's answer; `usage.reasoning_tokens` counts its thinking (`<think>`...) if any."""
+    from factory.answers import split_thinking
+
     end = next((i for i, t in enumerate(tokens) if t in stop_ids), None)
     generated = tokens if end is None else tokens[:end]
-    return {
-        "text": tokenizer.decode(generated, skip_special_tokens=True).strip(),
-        "finish_reason": "length" if end is None else "stop",
-        "usage": {
-            "prompt_tokens": int(inputs["attention_mask"][index].sum()),
-            "completion_tokens": len(generated),
-        },
+    text = tokenizer.decode(generated, skip_special_tokens=True).strip()
+    usage = {
+        "prompt_tokens": int(inputs["attention_mask"][index].sum()),
+        "completion_tokens": len(generated),
     }
+    thinking, _, closed = split_thinking(text)
+    if thinking is not None:
+        usage["reasoning_tokens"] = len(tokenizer(thinking, add_special_tokens=False).input_ids)
+    finish = "length" if end is None else "stop"
+    return {"text": text, "finish_reason": finish, "usage": usage, "thinking_closed": closed}

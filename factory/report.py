@@ -61,6 +61,7 @@ class RunResult:
     ci95: list[float] = field(default_factory=list)
     truncated: int = 0  # answers cut off by the evaluation's max_new_tokens
     precision: str = ""  # how its seeds trained and were evaluated: `bf16 autocast / bfloat16`
+    thinking_tokens: float | None = None  # mean thinking tokens per answer, for a thinking student
 
     @property
     def accuracy(self) -> float:
@@ -116,7 +117,14 @@ def _pooled(student: str, config_dir: Path, stats: dict) -> RunResult | None:
         ci95=[round(x, 4) for x in wilson_interval(correct, total)],
         truncated=sum(m.get("truncated", 0) for m in metrics),
         precision=", ".join(sorted(precisions)),
+        thinking_tokens=_mean(
+            [m["mean_thinking_tokens"] for m in metrics if "mean_thinking_tokens" in m]
+        ),
     )
+
+
+def _mean(values: list[float]) -> float | None:
+    return round(statistics.mean(values), 1) if values else None
 
 
 def _read(path: Path) -> dict | None:
@@ -226,12 +234,17 @@ def _table(results: list[RunResult]) -> list[str]:
     for r in sorted(results, key=lambda r: (r.format or "~", r.level or 0, r.config)):
         teacher = "–" if r.teacher_accuracy is None else _pct(r.teacher_accuracy)
         rows.append(
-            f"| `{r.config}` | {r.teacher} | {_num(r.mean_steps)} | {_num(r.mean_tokens)} | "
+            f"| `{r.config}`{_thinks(r)} | {r.teacher} | {_num(r.mean_steps)} | "
+            f"{_num(r.mean_tokens)} | "
             f"{teacher} | {_pct(r.accuracy)} | {_interval(r.ci95)} | {r.truncated} | "
             f"{len(r.seeds)} (±{100 * r.spread:.1f}) | {r.train_seconds / 60:.1f} min | "
             f"{r.precision} |"
         )
     return rows
+
+
+def _thinks(r: RunResult) -> str:
+    return "" if r.thinking_tokens is None else f" (thinks {r.thinking_tokens:.0f} tokens)"
 
 
 def _shown(accuracies: dict[str, float], comparisons: list[Comparison]) -> list[Comparison]:

@@ -69,10 +69,16 @@ def students_table(entries) -> str:
 
 def accuracy_line(label: str, metrics: dict) -> str:
     low, high = metrics["ci95"]
-    return (
+    line = (
         f"{label}: accuracy {100 * metrics['accuracy']:.1f}% "
         f"[{100 * low:.1f}%, {100 * high:.1f}%] on {metrics['total']} problems"
     )
+    if "mean_thinking_tokens" in metrics:
+        line += (
+            f", thinking {metrics['mean_thinking_tokens']} tokens per answer "
+            f"({metrics['thinking_cut']} cut off while thinking)"
+        )
+    return line
 
 
 def reproduction_table(result) -> str:

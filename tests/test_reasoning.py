@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from fake_openai import FakeOpenAI, thinking_about
 from huggingface_hub import DatasetCard
@@ -352,3 +353,44 @@ def test_a_local_model_whose_prompt_opens_the_thinking_is_split(tiny_model_dir, 
     assert {t["reasoning_source"] for t in traces} == {"inline"}
     assert all(t["reasoning"] and t["drop_reason"] == "truncated" for t in traces)
     assert {t["config"] for t in traces} == {"cot-L1", "cot-L1-think"}
+
+
+def test_evaluation_reports_the_thinking_of_a_student_that_thinks():
+    """A student's answer with `<think>`: the answer is read after the thinking, its thinking
+    tokens are counted (in the student's tokenizer), and one cut off while thinking has no
+    answer and is counted as such."""
+    from tiny import build_tokenizer
+
+    from factory.evaluate import _prediction, summarize
+    from factory.inference import _response
+    from factory.sources import Problem
+    from factory.summaries import accuracy_line
+
+    tokenizer = build_tokenizer()
+    thinking = "Five boxes of 4 pens is 20 pens; two more boxes of 4 is 8, so 28 in all."
+    texts = [
+        f"<think>\n{thinking}\n</think>\n\nThe answer is 28.",
+        "<think>\nFive boxes of 4 pens is 20 pens; two more",  # cut off while thinking
+        "The answer is 28.",  # no thinking at all
+    ]
+    inputs = {"attention_mask": torch.ones(3, 3, dtype=torch.long)}
+    eos = tokenizer.eos_token_id
+    responses = [
+        _response(
+            tokenizer, tokenizer(t, add_special_tokens=False).input_ids + [eos], {eos}, inputs, i
+        )
+        for i, t in enumerate(texts)
+    ]
+    expected = len(tokenizer(thinking, add_special_tokens=False).input_ids)
+    assert responses[0]["usage"]["reasoning_tokens"] == expected
+    assert "reasoning_tokens" not in responses[2]["usage"]
+    problem = Problem(id="p", question="How many pens?", answer="28")
+    predictions = [_prediction(problem, r, "math") for r in responses]
+    assert [p["predicted_answer"] for p in predictions] == ["28", None, "28"]
+    metrics = summarize(predictions)
+    cut = predictions[1]["thinking_tokens"]
+    assert metrics["mean_thinking_tokens"] == round((expected + cut) / 3, 1)
+    assert metrics["thinking_answers"] == 2 and metrics["thinking_cut"] == 1
+    assert "thinking" in accuracy_line("s", {**metrics, "ci95": [0, 1]})
+    plain = summarize([predictions[2]])
+    assert "mean_thinking_tokens" not in plain and "thinking" not in accuracy_line("s", plain)
