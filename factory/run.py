@@ -284,10 +284,10 @@ def train_then_evaluate(
     recipe: Recipe, done: Built, runs: list[tuple], home: Path, bar=None, timings=None
 ):
     """Train every (student name, config, seed) of `runs` still untrained, one after another,
-    then evaluate each student's base and trained runs still unevaluated together: one
-    mixed-adapter `generate` per batch of test problems (`evaluate_adapters`), so the base
-    weights are read once per decoding step for all of them. `bar` counts runs trained;
-    `timings` gets the seconds of training and of evaluation."""
+    then evaluate each student's base and trained runs still unevaluated in one pass
+    (`evaluate_adapters`: mixed-adapter batches on a GPU, each student merged on a CPU), each
+    bounded by `answer_bounds`. `bar` counts runs trained; `timings` gets the seconds of training
+    and of evaluation."""
     from factory.evaluate import evaluated_together
     from factory.files import locked
 
