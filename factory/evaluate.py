@@ -1,7 +1,10 @@
 """Stage 6, evaluate: a model (or base + adapter) on held-out problems.
 
 Greedy batched generation with left padding (`factory.inference`), the same answer extractor as
-verification, accuracy with a 95% Wilson interval, and every prediction kept.
+verification, accuracy with a 95% Wilson interval, and every prediction kept. A student alone
+has its adapter merged (`load_student`); several students of one base share each `generate` on
+a GPU (`load_students`, PEFT's per-row adapters; `mixed_batches`). Each student's answers are
+bounded by what it was trained to write (`answer_bound`) unless the recipe sets a bound.
 """
 
 from __future__ import annotations
