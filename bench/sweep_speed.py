@@ -169,7 +169,11 @@ def report(s: dict) -> str:
     ]
     for setting in SETTINGS:
         e = s["eval"][setting]
-        how = "one call per student" if setting == "old" else "evaluate_adapters (merged, one at a time, on a CPU)"
+        how = (
+            "one call per student"
+            if setting == "old"
+            else "evaluate_adapters (merged, one at a time, on a CPU)"
+        )
         lines.append(
             f"{setting:<8}{t[setting]['train']:>9.0f}{t[setting]['eval']:>9.0f}"
             f"{t[setting]['total']:>9.0f}  {s['precision'][setting]};"
