@@ -56,6 +56,7 @@ def _is_user_error(err: Exception) -> bool:
     from factory.paths import HomeEscape
     from factory.recipe import RecipeError
     from factory.run import RunError
+    from factory.served import EndpointError
     from factory.sources import SourceError
     from factory.teachers import TeacherError
 
@@ -69,6 +70,7 @@ def _is_user_error(err: Exception) -> bool:
         HomeEscape,
         DemoError,
         ClusterError,
+        EndpointError,
     )
     return isinstance(err, known)
 

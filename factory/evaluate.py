@@ -9,7 +9,6 @@ bounded by what it was trained to write (`answer_bound`) unless the recipe sets 
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from pathlib import Path
@@ -17,15 +16,13 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from factory.answers import extract_answer, is_correct
-from factory.files import write_json, write_jsonl
-from factory.paths import EVAL_METRICS, PREDICTIONS
+from factory.models import is_adapter
 from factory.precision import device, eval_dtype
 from factory.questions import student_messages
 from factory.recipe import EvalSpec
 from factory.recipe.schema import DEFAULT_MAX_NEW_TOKENS
+from factory.scores import read_metrics, score
 from factory.sources import Problem
-from factory.stats import wilson_interval
 
 log = logging.getLogger(__name__)
 BOUND_MARGIN, BOUND_SLACK, BOUND_CAP = 1.25, 16, 2048  # see `answer_bound`
@@ -130,7 +127,15 @@ def evaluate_adapters(
     Otherwise each student is evaluated alone, its adapter merged (`load_student`). Returns
     label -> metrics; `outs[label]` gets its predictions and metrics (as `evaluate` writes
     them). `bounds[label]` bounds a student's answers where `spec.max_new_tokens` is not set. A
-    fully fine-tuned student's folder holds a model, not an adapter: it is evaluated alone."""
+    fully fine-tuned student's folder holds a model, not an adapter: it is evaluated alone.
+    With `eval.endpoint` a server answers instead (factory/served.py)."""
+    if spec.endpoint is not None:
+        from factory.served import evaluate_served
+
+        problems = problems[: spec.limit] if spec.limit else problems
+        limits = {label: max_new_tokens(spec, (bounds or {}).get(label)) for label in adapters}
+        args = (problems, task, spec.endpoint, outs, home, limits)
+        return evaluate_served(base_model, adapters, *args)
     dtype, outs = eval_dtype(spec.dtype), outs or {}
     mixed = mixed_batches() if mixed is None else mixed
     shared = {k: f for k, f in adapters.items() if mixed and (f is None or is_adapter(f))}
@@ -144,11 +149,6 @@ def evaluate_adapters(
         loaded = load_students(base_model, shared, home, dtype)
         results |= evaluate_students(*loaded, problems, task, spec, outs, bounds)
     return {label: results[label] for label in adapters}
-
-
-def is_adapter(folder: Path | str) -> bool:
-    """A PEFT adapter folder, not a whole model (what full fine-tuning saves)."""
-    return (Path(folder) / "adapter_config.json").is_file()
 
 
 def evaluate_students(
@@ -166,7 +166,13 @@ def evaluate_students(
         outputs |= _generate(model, tokenizer, problems, task, spec, mine, limits)
     outs, dtype = outs or {}, _dtype(model)
     return {
-        label: _score(problems, outputs[label], task, dtype, limits[label], outs.get(label))
+        label: score(
+            problems,
+            outputs[label],
+            task,
+            outs.get(label),
+            {"dtype": dtype, "max_new_tokens": limits[label]},
+        )
         for label in names
     }
 
@@ -283,82 +289,5 @@ def _generate(model, tokenizer, problems, task: str, spec, names: dict, limits: 
     return outputs
 
 
-def _score(problems, outputs: dict, task: str, dtype: str, bound: int, out: Path | None) -> dict:
-    """Metrics of one student's outputs (with the dtype and answer bound it ran with), written
-    to `out` if given."""
-    predictions = [_prediction(problems[i], outputs[i], task) for i in range(len(problems))]
-    metrics = {**summarize(predictions), "dtype": dtype, "max_new_tokens": bound}
-    if out is not None:
-        write_results(out, metrics, predictions)
-    return metrics
-
-
 def _dtype(model) -> str:
     return str(model.dtype).removeprefix("torch.")
-
-
-def summarize(predictions: list[dict]) -> dict[str, Any]:
-    correct, total = sum(p["correct"] for p in predictions), len(predictions)
-    low, high = wilson_interval(correct, total)
-    return {
-        "accuracy": correct / total if total else 0.0,
-        "ci95": [round(low, 4), round(high, 4)],
-        "correct": correct,
-        "total": total,
-        "answered": sum(p["predicted_answer"] is not None for p in predictions),
-        "truncated": sum(p["finish_reason"] == "length" for p in predictions),
-        **_thinking(predictions),
-    }
-
-
-def _thinking(predictions: list[dict]) -> dict[str, Any]:
-    """For a student that thinks (`<think>`...): the mean thinking tokens per answer, and the
-    answers whose thinking never closed (cut off while thinking: no answer is read from them)."""
-    tokens = [p["thinking_tokens"] for p in predictions if p.get("thinking_tokens") is not None]
-    if not tokens:
-        return {}
-    return {
-        "mean_thinking_tokens": round(sum(tokens) / len(predictions), 1),
-        "thinking_answers": len(tokens),
-        "thinking_cut": sum(p.get("thinking_closed") is False for p in predictions),
-    }
-
-
-def _prediction(problem: Problem, response: dict, task: str) -> dict:
-    predicted = extract_answer(response["text"], task, problem.choices)
-    return {
-        "id": problem.id,
-        "question": problem.question,
-        "answer": problem.answer,
-        "output": response["text"],
-        "predicted_answer": predicted,
-        "correct": is_correct(predicted, problem.answer, task),
-        "finish_reason": response["finish_reason"],
-        "completion_tokens": response["usage"]["completion_tokens"],
-        **_thought(response),
-    }
-
-
-def _thought(response: dict) -> dict:
-    """A thinking answer's thinking tokens and whether its thinking closed; nothing otherwise."""
-    tokens = response["usage"].get("reasoning_tokens")
-    if tokens is None:
-        return {}
-    return {"thinking_tokens": tokens, "thinking_closed": response.get("thinking_closed", True)}
-
-
-def write_results(out: Path, metrics: dict, predictions: list[dict]) -> None:
-    """Predictions first, metrics last: the metrics file says the evaluation is complete."""
-    write_jsonl(out / PREDICTIONS, predictions)
-    write_json(out / EVAL_METRICS, metrics)
-
-
-def read_metrics(out: Path) -> dict | None:
-    """The metrics of a finished evaluation in `out`, or None (none yet, or a torn file)."""
-    try:
-        return json.loads((out / EVAL_METRICS).read_text())
-    except FileNotFoundError:
-        return None
-    except ValueError:
-        log.warning("%s is torn: the evaluation is run again", out / EVAL_METRICS)
-        return None

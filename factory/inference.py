@@ -78,9 +78,7 @@ def _stop_ids(model, tokenizer) -> set[int]:
 
 
 def _response(tokenizer, tokens: list[int], stop_ids: set[int], inputs, index: int) -> dict:
-    """One row's answer; `usage.reasoning_tokens` counts its thinking (`<think>`...) if any."""
-    from factory.answers import split_thinking
-
+    """One row's answer, its thinking counted (`with_thinking`)."""
     end = next((i for i, t in enumerate(tokens) if t in stop_ids), None)
     generated = tokens if end is None else tokens[:end]
     text = tokenizer.decode(generated, skip_special_tokens=True).strip()
@@ -88,8 +86,17 @@ def _response(tokenizer, tokens: list[int], stop_ids: set[int], inputs, index: i
         "prompt_tokens": int(inputs["attention_mask"][index].sum()),
         "completion_tokens": len(generated),
     }
-    thinking, _, closed = split_thinking(text)
-    if thinking is not None:
-        usage["reasoning_tokens"] = len(tokenizer(thinking, add_special_tokens=False).input_ids)
     finish = "length" if end is None else "stop"
-    return {"text": text, "finish_reason": finish, "usage": usage, "thinking_closed": closed}
+    return with_thinking(tokenizer, {"text": text, "finish_reason": finish, "usage": usage})
+
+
+def with_thinking(tokenizer, response: dict) -> dict:
+    """`response` with whether its thinking (`<think>`...) closed, and where it thinks, the
+    thinking's tokens in `tokenizer` (`usage.reasoning_tokens`)."""
+    from factory.answers import split_thinking
+
+    thinking, _, closed = split_thinking(response["text"])
+    if thinking is not None:
+        tokens = len(tokenizer(thinking, add_special_tokens=False).input_ids)
+        response = {**response, "usage": {**response["usage"], "reasoning_tokens": tokens}}
+    return {**response, "thinking_closed": closed}

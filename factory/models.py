@@ -40,6 +40,11 @@ def alias_for(hub_id: str) -> str:
     return next((alias for alias, hub in ALIASES.items() if hub == hub_id), hub_id)
 
 
+def is_adapter(folder: Path | str) -> bool:
+    """A PEFT adapter folder, not a whole model (what full fine-tuning saves)."""
+    return (Path(folder) / "adapter_config.json").is_file()
+
+
 def adapter_base(adapter: Path) -> str:
     """The base model an adapter folder names, as an offline alias where there is one."""
     base = json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"]

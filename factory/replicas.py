@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 import time
 from collections import Counter
@@ -58,6 +59,14 @@ class ReplicasDown(Exception):
 
 def _tries(n: int) -> str:
     return f"{n} {'try' if n == 1 else 'tries'}"
+
+
+def endpoint_key(spec) -> str | None:
+    """The API key in the variable `spec.api_key_env` names (`not-needed` where it names none),
+    or None where that variable is unset."""
+    if not spec.api_key_env:
+        return "not-needed"
+    return os.environ.get(spec.api_key_env) or None
 
 
 def replica_urls(spec) -> list[str]:
@@ -207,7 +216,9 @@ async def ask_checked(replica: Replica, params: dict, retries: int, bad: Counter
 
 
 async def _ask(replica: Replica, params: dict, bad: Counter) -> dict:
-    raw = await replica.client.chat.completions.with_raw_response.create(**params)
+    """A chat completion, or a text completion for `params` with a `prompt`."""
+    endpoint = replica.client.completions if "prompt" in params else replica.client.chat.completions
+    raw = await endpoint.with_raw_response.create(**params)
     http = raw.http_response
     try:
         response = parse_completion(http.headers.get("content-type", ""), http.text)

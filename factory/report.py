@@ -96,7 +96,8 @@ def _pooled(student: str, config_dir: Path, stats: dict) -> RunResult | None:
             seeds.append(int(seed_dir.name[5:]))
             metrics.append(evaluated)
             seconds.append(trained["seconds"])
-            precisions.add(f"{trained.get('precision', '?')} / {evaluated.get('dtype', '?')}")
+            decoded = evaluated.get("dtype", "served" if "served_model" in evaluated else "?")
+            precisions.add(f"{trained.get('precision', '?')} / {decoded}")
     if not metrics:
         return None
     correct, total = sum(m["correct"] for m in metrics), sum(m["total"] for m in metrics)

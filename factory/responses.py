@@ -1,4 +1,4 @@
-"""What a teacher endpoint answered: a chat completion, or something that only looks like one.
+"""What an endpoint answered: a chat or text completion, or something that only looks like one.
 
 A 200 answer is checked before anything keeps it: an HTML page (a proxy's), an event stream, a
 body that is not JSON, no choices, null or empty content, more text than `max_tokens` allows, or
@@ -31,7 +31,8 @@ class BadResponse(Exception):
 
 
 def parse_completion(content_type: str, body: str) -> dict:
-    """The response of a chat completion body; `BadResponse` for a body that is not one."""
+    """The response of a chat (or text) completion body; `BadResponse` for a body that is not
+    one."""
     try:
         data = json.loads(body)
     except ValueError:
@@ -40,6 +41,8 @@ def parse_completion(content_type: str, body: str) -> dict:
     if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
         raise BadResponse("no choices", _excerpt(content_type, body))
     message, usage = choices[0].get("message"), data.get("usage")
+    if message is None and "text" in choices[0]:  # a text completion (`/v1/completions`)
+        message = {"content": choices[0]["text"]}
     message, usage = (x if isinstance(x, dict) else {} for x in (message, usage))
     response = {
         "text": message.get("content"),

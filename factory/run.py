@@ -358,7 +358,7 @@ def train_and_evaluate(recipe: Recipe, student, config: str, seed: int, done: Bu
     name, test = student_name(student), test_problems(done)
     base_out, out = done.run.base_eval(name), done.run.evaluation(name, config, seed)
     task, spec = recipe.source.task, recipe.eval
-    from factory.evaluate import read_metrics
+    from factory.scores import read_metrics
 
     owed = read_metrics(base_out) is None or read_metrics(out) is None  # else nothing to bound
     bounds = answer_bounds(recipe, done, student, home) if owed else {}
@@ -443,7 +443,7 @@ def sweep_run(recipe: Recipe, home: Path, student: str, config: str, seed: int) 
 
 
 def _finished(done: Built, name: str, config: str, seed: int) -> bool:
-    from factory.evaluate import read_metrics
+    from factory.scores import read_metrics
     from factory.training_record import finished
 
     trained = finished(done.run.training(name, config, seed)) is not None

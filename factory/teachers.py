@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import os
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,7 +33,14 @@ from typing import Any
 
 from factory.recipe import GymSource, OpenAITeacher, ReplayTeacher, TransformersTeacher
 from factory.recipe.schema import ProgramTeacher
-from factory.replicas import Replica, ReplicaPool, ReplicasDown, ask_checked, replica_urls
+from factory.replicas import (
+    Replica,
+    ReplicaPool,
+    ReplicasDown,
+    ask_checked,
+    endpoint_key,
+    replica_urls,
+)
 from factory.responses import BadResponse, count_summary
 from factory.secrets import redact, watch
 from factory.sources import alpaca_question, read_table
@@ -106,13 +112,10 @@ class OpenAIChatTeacher:
         return asyncio.run(self._complete_all(requests, on_result))
 
     def _api_key(self) -> str:
-        key_env = self.spec.api_key_env
-        api_key = os.environ.get(key_env) if key_env else None
-        if key_env and not api_key:
-            raise TeacherError(
-                f"teacher {self.spec.model}: environment variable {key_env} is not set"
-            )
-        return api_key or "not-needed"
+        if (api_key := endpoint_key(self.spec)) is None:
+            name = self.spec.api_key_env
+            raise TeacherError(f"teacher {self.spec.model}: environment variable {name} is not set")
+        return api_key
 
     async def _complete_all(self, requests: list[Request], on_result: OnResult):
         spec, failures = self.spec, []

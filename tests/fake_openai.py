@@ -1,10 +1,14 @@
-"""A scriptable OpenAI-compatible chat endpoint on loopback, for what a real server cannot be
-told to do on demand: answer after a fixed delay (throughput benchmark), fail the next requests
-(retry and fault tests), die mid-run (`kill`, or on its own after `die_after` answers: replica
-failover), and count every request it received and every answer it sent.
+"""A scriptable OpenAI-compatible chat (and text completion) endpoint on loopback, for what a
+real server cannot be told to do on demand: answer after a fixed delay (throughput benchmark),
+fail the next requests (retry and fault tests), die mid-run (`kill`, or on its own after
+`die_after` answers: replica failover), serve some model names only (`models`, a 404 for the
+rest) or fail others always (`failing`, a 500), and count every request it received and every
+answer it sent.
 
 Each answer is `Step 1: ... The answer is N.` where N is the problem's first number, so runs
-are deterministic. Real model serving is tested against `transformers serve` instead.
+are deterministic; a text completion (`/v1/completions`, a prompt) is `First read ... The answer
+is N.`, N the first number of the prompt's last line that has one, cut at `max_tokens` words.
+Real model serving is tested against `transformers serve` instead.
 
 As a reasoning model (`thinking=`), it works the sum of a `a + b - c =` problem out in several
 paragraphs of thinking (a slip, its correction, a check), then answers with a short explanation
@@ -31,6 +35,7 @@ import contextlib
 import json
 import re
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -51,6 +56,8 @@ class FakeOpenAI:
     thinking: str | None = None  # "reasoning", "reasoning_content" or "inline": a reasoning model
     reasoning_tokens: bool = True  # whether usage counts the thinking's tokens apart
     die_after: int | None = None  # good answers sent before the server dies (`kill`) on its own
+    models: set[str] | None = None  # the model names it serves (a 404 for others); None: any
+    failing: set[str] = field(default_factory=set)  # model names it answers with a 500, always
     answered: int = 0  # good completions sent in full (a fault is not one)
     in_flight_max: int = 0
     dead: bool = False
@@ -89,7 +96,8 @@ class FakeOpenAI:
             request_queue_size = 128  # the default 5 refuses bursts of concurrent connects
 
             def handle_error(self, request, client_address) -> None:
-                if not fake.dead:  # a dead server's connections fail as they should
+                hung_up = isinstance(sys.exc_info()[1], BrokenPipeError | ConnectionResetError)
+                if not (fake.dead or hung_up):  # a client may leave, a dead server's fail
                     super().handle_error(request, client_address)
 
         self.server = Server(("127.0.0.1", 0), Handler)
@@ -119,6 +127,10 @@ class FakeOpenAI:
         with self._lock:
             self.requests.append(body)
             fault = self.faults.pop(0) if self.faults else None
+            if body.get("model") in self.failing:
+                fault = "500"
+            elif self.models is not None and body.get("model") not in self.models:
+                fault = "404"
             self._in_flight += 1
             self.in_flight_max = max(self.in_flight_max, self._in_flight)
         try:
@@ -171,6 +183,8 @@ def _answer(handler: BaseHTTPRequestHandler, body: dict, fault: str | None, writ
 
 def _faulty(completion: dict, body: dict, fault: str | None, key: str) -> dict:
     """A well-formed completion whose content or usage is wrong in the way `fault` says."""
+    if fault is None or "message" not in completion["choices"][0]:  # a text completion: as is
+        return completion
     message = completion["choices"][0]["message"]
     if fault in CONTENT_FAULTS:
         message["content"] = CONTENT_FAULTS[fault]
@@ -184,6 +198,8 @@ def _faulty(completion: dict, body: dict, fault: str | None, key: str) -> dict:
 
 
 def _completion(body: dict, writes=None) -> dict:
+    if "prompt" in body:
+        return _text_completion(body)
     question = body["messages"][-1]["content"]
     numbers = re.findall(r"\d+", question.split("Problem:")[-1])
     answer = numbers[0] if numbers else "0"
@@ -203,6 +219,29 @@ def _completion(body: dict, writes=None) -> dict:
             "prompt_tokens": len(question.split()),
             "completion_tokens": len(text.split()),
             "total_tokens": len(question.split()) + len(text.split()),
+        },
+    }
+
+
+def _text_completion(body: dict) -> dict:
+    """`/v1/completions`: the same answer to the last number-bearing line of the prompt, cut at
+    `max_tokens` words as `length`."""
+    lines = [line for line in body["prompt"].splitlines() if re.search(r"\d", line)]
+    numbers = re.findall(r"\d+", lines[-1] if lines else "")
+    answer = numbers[0] if numbers else "0"
+    words = f"First read the problem, then add. The answer is {answer}.".split()
+    cut = len(words) > body["max_tokens"]
+    text = " ".join(words[: body["max_tokens"]])
+    return {
+        "id": "cmpl-fake",
+        "object": "text_completion",
+        "created": int(time.time()),
+        "model": body["model"],
+        "choices": [{"index": 0, "text": text, "finish_reason": "length" if cut else "stop"}],
+        "usage": {
+            "prompt_tokens": len(body["prompt"].split()),
+            "completion_tokens": min(len(words), body["max_tokens"]),
+            "total_tokens": len(body["prompt"].split()) + min(len(words), body["max_tokens"]),
         },
     }
 

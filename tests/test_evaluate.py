@@ -223,9 +223,10 @@ def test_each_student_is_bounded_by_what_it_was_taught_to_write(tmp_path, tiny_m
     from test_train import toy_recipe
     from transformers import AutoTokenizer
 
-    from factory.evaluate import BOUND_CAP, BOUND_MARGIN, BOUND_SLACK, read_metrics
+    from factory.evaluate import BOUND_CAP, BOUND_MARGIN, BOUND_SLACK
     from factory.recipe import load_recipe
     from factory.run import answer_bounds, build_dataset, train_then_evaluate
+    from factory.scores import read_metrics
     from factory.shards import load_config
 
     path = toy_recipe(tmp_path, tiny_model_dir, sft={"num_train_epochs": 1})

@@ -361,8 +361,8 @@ def test_evaluation_reports_the_thinking_of_a_student_that_thinks():
     answer and is counted as such."""
     from tiny import build_tokenizer
 
-    from factory.evaluate import _prediction, summarize
     from factory.inference import _response
+    from factory.scores import prediction, summarize
     from factory.sources import Problem
     from factory.summaries import accuracy_line
 
@@ -385,7 +385,7 @@ def test_evaluation_reports_the_thinking_of_a_student_that_thinks():
     assert responses[0]["usage"]["reasoning_tokens"] == expected
     assert "reasoning_tokens" not in responses[2]["usage"]
     problem = Problem(id="p", question="How many pens?", answer="28")
-    predictions = [_prediction(problem, r, "math") for r in responses]
+    predictions = [prediction(problem, r, "math") for r in responses]
     assert [p["predicted_answer"] for p in predictions] == ["28", None, "28"]
     metrics = summarize(predictions)
     cut = predictions[1]["thinking_tokens"]

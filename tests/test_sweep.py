@@ -13,13 +13,13 @@ import pytest
 import yaml
 from test_train import toy_recipe
 
-from factory.evaluate import summarize
 from factory.files import read_jsonl, write_json, write_jsonl
 from factory.paths import TRAINING_METRICS as DONE
 from factory.paths import RunFolder
 from factory.recipe import load_recipe
 from factory.report import RunResult, write_report
 from factory.run import sweep
+from factory.scores import summarize
 from factory.stats import holm, wilson_interval
 
 pytestmark = pytest.mark.slow  # starts servers or trains models

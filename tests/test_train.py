@@ -14,10 +14,11 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from factory.evaluate import evaluate, load_student, wilson_interval
+from factory.evaluate import evaluate, load_student
 from factory.recipe import RecipeError, load_recipe
 from factory.run import build_dataset
 from factory.sources import Problem
+from factory.stats import wilson_interval
 from factory.train import check_training, register_row_attention, sft_trainer, train_student
 
 pytestmark = pytest.mark.slow  # starts servers or trains models

@@ -212,13 +212,14 @@ def _is_healthy(url: str) -> bool:
 
 
 def start_transformers_serve(
-    model_dir: Path,
+    model_dir: Path | None,
     port: int | None = None,
     timeout: float = 180.0,
     extra_args: tuple = (),
     log_dir: Path | None = None,
 ) -> ServeHandle:
-    """Start `transformers serve` on 127.0.0.1 with `model_dir` preloaded (FORCE_MODEL) on CPU.
+    """Start `transformers serve` on 127.0.0.1 with `model_dir` preloaded (FORCE_MODEL) on CPU;
+    without one, it loads whichever model folder a request names (by its path).
 
     Returns once `/health` answers (the forced model is loaded before the server listens).
     Raises `RuntimeError` with the server's log if it exits or is not ready within `timeout`.
@@ -226,13 +227,13 @@ def start_transformers_serve(
     `ServeHandle.stop` removes.
     """
     port = port or free_port()
-    model = str(Path(model_dir).resolve())
+    model = str(Path(model_dir).resolve()) if model_dir is not None else ""
     log_path = Path(log_dir or tempfile.mkdtemp(prefix="transformers-serve-")) / "serve.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log_file = open(log_path, "w")  # noqa: SIM115 - closed by ServeHandle.stop
     command = [
         *_serve_command(),
-        model,
+        *([model] if model else []),
         "--device",
         "cpu",
         "--host",

@@ -46,6 +46,7 @@ from factory.recipe.teacher_spec import (
     PROGRAM_TASKS,
     REQUEST_KEYS,
     THINK_TAGS,
+    Endpoint,
     OpenAITeacher,
     Price,
     ProgramTeacher,
@@ -136,6 +137,19 @@ class TrainSpec(Strict):
 DEFAULT_MAX_NEW_TOKENS = 256  # the answer bound where nothing says what a student writes
 
 
+class EvalEndpoint(Endpoint):
+    """A server that answers for the students (`eval.endpoint`): vLLM with the base model and
+    the adapters as LoRA modules, say. Each student's prompts are rendered here, with the chat
+    template it was trained with, and sent under its served name (factory/served.py)."""
+
+    concurrency: int = Field(32, ge=1, le=limits.MAX_CONCURRENCY)
+    models: dict[str, str] = Field(
+        {},
+        description="served model names, by the names cot-factory gives the students "
+        "(`{student}-{config}-seed-{seed}`; the base model by its Hub id or path)",
+    )
+
+
 class EvalSpec(Strict):
     max_new_tokens: int | None = Field(  # left out of dumps when unset, like dtype
         None,
@@ -151,6 +165,11 @@ class EvalSpec(Strict):
         "auto",  # recipe hash) at its default: recipes that do not set it keep their identity
         description="the dtype students are evaluated in; auto: see factory/precision.py",
         exclude_if=lambda dtype: dtype == "auto",
+    )
+    endpoint: EvalEndpoint | None = Field(  # where students answer, not what they are: left out
+        None,  # of dumps and of the recipe hash, so it never changes a run folder
+        description="answer through this OpenAI-compatible server instead of in-process",
+        exclude=True,
     )
 
     @model_validator(mode="before")

@@ -66,7 +66,34 @@ class Price(Strict):
     output: float = Field(ge=0)
 
 
-class OpenAITeacher(Sampling):
+class Endpoint(Strict):
+    """An OpenAI-compatible server, or replicas of one (several vLLM servers) sharing
+    `concurrency`: what an `openai` teacher asks and what `eval.endpoint` names."""
+
+    base_url: str | Annotated[list[str], Field(min_length=1)] = Field(
+        description="the endpoint, or a list of replicas of one model sharing `concurrency`; "
+        "answers do not depend on which replica gave them",
+    )
+    api_key_env: str | None = None
+    concurrency: int = Field(8, ge=1, le=limits.MAX_CONCURRENCY)
+    max_retries: int = Field(6, ge=0, le=limits.MAX_RETRIES)
+    timeout: float = Field(120.0, gt=0, le=limits.MAX_TIMEOUT)
+
+    @field_validator("base_url")
+    @classmethod
+    def _replicas_unique(cls, base_url: str | list[str]) -> str | list[str]:
+        return base_url if isinstance(base_url, str) else unique(base_url)
+
+    @model_validator(mode="after")
+    def _a_share_per_replica(self) -> Endpoint:
+        n = 1 if isinstance(self.base_url, str) else len(self.base_url)
+        if self.concurrency < n:
+            message = f"{n} replicas need a concurrency of at least {n}, one request each"
+            raise KeyedError(("concurrency",), message)
+        return self
+
+
+class OpenAITeacher(Sampling, Endpoint):
     backend: Literal["openai"]
     name: str | None = None
     model: str
@@ -76,9 +103,6 @@ class OpenAITeacher(Sampling):
         "sharing `concurrency`; answers do not depend on which replica gave them",
     )
     api_key_env: str | None = "OPENAI_API_KEY"
-    concurrency: int = Field(8, ge=1, le=limits.MAX_CONCURRENCY)
-    max_retries: int = Field(6, ge=0, le=limits.MAX_RETRIES)
-    timeout: float = Field(120.0, gt=0, le=limits.MAX_TIMEOUT)
     price: Price | None = Field(None, description="per million prompt and completion tokens")
     reasoning_effort: Literal["none", "minimal", "low", "medium", "high", "xhigh"] | None = Field(
         None, description="sent as is", exclude_if=lambda value: value is None
@@ -88,19 +112,6 @@ class OpenAITeacher(Sampling):
         description="more request fields, e.g. chat_template_kwargs: {enable_thinking: true}",
         exclude_if=lambda body: not body,
     )
-
-    @field_validator("base_url")
-    @classmethod
-    def _replicas_unique(cls, base_url: str | list[str]) -> str | list[str]:
-        return base_url if isinstance(base_url, str) else unique(base_url)
-
-    @model_validator(mode="after")
-    def _a_share_per_replica(self) -> OpenAITeacher:
-        n = 1 if isinstance(self.base_url, str) else len(self.base_url)
-        if self.concurrency < n:
-            message = f"{n} replicas need a concurrency of at least {n}, one request each"
-            raise KeyedError(("concurrency",), message)
-        return self
 
     @field_validator("extra_body")
     @classmethod
