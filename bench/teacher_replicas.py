@@ -25,33 +25,16 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
-from teacher_throughput import LEVELS, TimedFakeOpenAI  # sets up sys.path and the environment
+from teacher_throughput import (  # sets up sys.path and the environment
+    LEVELS,
+    TimedFakeOpenAI,
+    write_recipe,
+)
 
 from factory.recipe import load_recipe
 from factory.run import build_dataset
 
 SETTINGS = ("two", "one", "warm")
-
-
-def write_recipe(path: Path, base_url: str | list[str], concurrency: int, problems: int) -> Path:
-    """`problems` chain_sum problems x levels 1-2, one openai teacher at `base_url`."""
-    recipe = {
-        "name": path.stem,
-        "source": {"kind": "gym", "dataset": "chain_sum", "train": problems, "seed": 0},
-        "teacher": {
-            "backend": "openai",
-            "name": "fake",
-            "model": "fake-model",
-            "base_url": base_url,
-            "api_key_env": None,
-            "concurrency": concurrency,
-        },
-        "cot": {"levels": LEVELS, "formats": ["cot"], "answer_only": False},
-        "dataset": {"repo_id": "local/bench"},
-    }
-    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
-    return path
 
 
 def measure(servers: list[TimedFakeOpenAI], recipe: Path, home: Path) -> dict:

@@ -85,8 +85,9 @@ class Results:
         return statistics.median(getattr(m, attr) for m in self.measures[phase])
 
 
-def write_recipe(path: Path, base_url: str, concurrency: int, problems: int) -> Path:
-    """A recipe: `problems` chain_sum problems x levels 1-2, one openai teacher."""
+def write_recipe(path: Path, base_url: str | list[str], concurrency: int, problems: int) -> Path:
+    """A recipe: `problems` chain_sum problems x levels 1-2, one openai teacher at `base_url`
+    (one endpoint, or a list of replicas)."""
     recipe = {
         "name": path.stem,
         "source": {"kind": "gym", "dataset": "chain_sum", "train": problems, "seed": 0},
