@@ -181,7 +181,9 @@ def test_missing_local_file_is_a_recipe_error_with_its_key(tmp_path):
     assert f"{path}:1: source.train: cannot read {tmp_path / 'absent.jsonl'}" in message
 
 
-@pytest.mark.parametrize("name", ["quickstart", "svamp-paper", "gsm8k-openai", "gsm8k-reasoning"])
+@pytest.mark.parametrize(
+    "name", ["quickstart", "svamp-paper", "svamp-better", "gsm8k-openai", "gsm8k-reasoning"]
+)
 def test_shipped_recipes_validate(name):
     """Their schema, without reading the data files they name (svamp-paper's live in
     ../shared/data, which CI does not have)."""
