@@ -53,7 +53,7 @@ def evaluate_served(
     prompts = {
         label: [served_prompt(tokenizers[label], p, task) for p in problems] for label in adapters
     }
-    answers = _answers(endpoint, names, prompts, limits, base_model, adapters)
+    answers = _answers(endpoint, names, prompts, limits, base_model, adapters, home)
     results, missing = {}, {}
     for label in adapters:
         if len(answers[label]) < len(problems):
@@ -83,23 +83,24 @@ def served_names(base_model: str, adapters: dict, endpoint) -> dict[str, str]:
     return {label: endpoint.models.get(name, name) for label, name in default.items()}
 
 
-def vllm_command(base_model: str, adapters: dict, names: dict) -> str:
-    """The `vllm serve` command that serves the base model and every adapter under its name; a
-    fully fine-tuned student is a model of its own, served apart."""
+def vllm_command(base_model: str, adapters: dict, names: dict, home: Path) -> str:
+    """The `vllm serve` command that serves the base model the students were trained on (for
+    an alias, its converted folder in the home, not the Hub's weights) under the base's name,
+    and every adapter under its own; a fully fine-tuned student is a model of its own, served
+    apart."""
     import json
 
-    from factory.models import hub_id_for
+    from factory.models import hub_id_for, resolve_model
 
-    base = hub_id_for(base_model) or base_model
+    base = resolve_model(base_model, home)
+    base_name = next((names[k] for k, f in adapters.items() if f is None), None)
+    base_name = base_name or hub_id_for(base_model) or base_model
+    command = [f"vllm serve {base}"] + ([f"--served-model-name {base_name}"] * (base_name != base))
     loras = {names[k]: f for k, f in adapters.items() if f is not None and is_adapter(f)}
-    command = [f"vllm serve {base}"]
-    base_names = {names[k] for k, f in adapters.items() if f is None}
-    command += [f"--served-model-name {name}" for name in base_names if name != base]
     if loras:
-        ranks = [
-            json.loads((Path(f) / "adapter_config.json").read_text())["r"] for f in loras.values()
-        ]
-        rank = next((r for r in LORA_RANKS if r >= max(ranks)), max(ranks))
+        config = [json.loads((Path(f) / "adapter_config.json").read_text()) for f in loras.values()]
+        top = max(c["r"] for c in config)
+        rank = next((r for r in LORA_RANKS if r >= top), top)
         command += [f"--enable-lora --max-lora-rank {rank} --max-loras {len(loras)} --lora-modules"]
         command += [f"{name}={Path(folder).resolve()}" for name, folder in loras.items()]
     apart = [
@@ -139,7 +140,7 @@ def served_prompt(tokenizer, problem, task: str) -> tuple[str, int]:
     return text, tokens
 
 
-def _answers(endpoint, names, prompts, limits, base_model, adapters) -> dict[str, dict[int, dict]]:
+def _answers(endpoint, names, prompts, limits, base_model, adapters, home) -> dict:
     """label -> {problem index: the endpoint's answer}, as many as arrived."""
     import openai
 
@@ -176,7 +177,7 @@ def _answers(endpoint, names, prompts, limits, base_model, adapters) -> dict[str
             reason = err.__cause__ or err
             raise EndpointError(redact(f"cannot reach {replica.url} ({reason}; {tries} tries)"))
         if _refused(err):
-            command = vllm_command(base_model, adapters, names)
+            command = vllm_command(base_model, adapters, names, home)
             raise EndpointError(
                 redact(
                     f"{replica.url} refused {label} (model {names[label]!r}): {err}\n"
