@@ -176,15 +176,18 @@ def _answers(endpoint, names, prompts, limits, base_model, adapters, home) -> di
             tries = endpoint.max_retries + 1
             reason = err.__cause__ or err
             raise EndpointError(redact(f"cannot reach {replica.url} ({reason}; {tries} tries)"))
-        if _refused(err):
+        if isinstance(err, openai.NotFoundError):
             command = vllm_command(base_model, adapters, names, home)
             raise EndpointError(
                 redact(
-                    f"{replica.url} refused {label} (model {names[label]!r}): {err}\n"
+                    f"{replica.url} does not serve {label} (model {names[label]!r}): {err}\n"
                     f"serve every student under its name, e.g.:\n{command}\n"
                     "or map the names in eval.endpoint.models"
                 )
             )
+        if _refused(err):
+            message = f"{replica.url} refused a request of {label} (model {names[label]!r}): {err}"
+            raise EndpointError(redact(message))
         log.warning("%s: no answer for %s: %s", replica.url, label, redact(str(err)))
 
     pool = ReplicaPool(endpoint, api_key, ask, on_result, settle)

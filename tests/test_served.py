@@ -170,7 +170,7 @@ def test_a_model_the_server_lacks_fails_with_the_command_that_serves_it(
     with pytest.raises(EndpointError) as raised:
         evaluate_adapters(str(tiny_model_dir), students, problems(), "math", spec, outs, home)
     message = str(raised.value)
-    assert "model 'smollm2-cot-L" in message
+    assert "does not serve smollm2 cot-L" in message and "model 'smollm2-cot-L" in message
     assert f"vllm serve {tiny_model_dir}" in message
     assert "--enable-lora --max-lora-rank 8 --max-loras 2 --lora-modules" in message
     for label, folder in adapters.items():
@@ -274,3 +274,16 @@ def test_a_run_evaluates_through_the_endpoint_and_says_so(tiny_model_dir, fake, 
     card = ModelCard.load(Path(entry.release) / "README.md")
     assert "greedy\ndecoding by an OpenAI-compatible server, at most 12 new tokens" in card.text
     assert "/ served" in (done.run.report / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_a_refused_request_is_not_mistaken_for_a_missing_model(tiny_model_dir, fake, home):
+    """A 400 (a prompt longer than the server's context, say) names the student and the
+    server's reason, without the serving command a missing model gets."""
+    fake.faults = ["400"]
+    spec = served(EvalSpec(), fake.base_url, concurrency=1)
+    with pytest.raises(EndpointError) as raised:
+        evaluate_adapters(str(tiny_model_dir), {"base": None}, problems(), "math", spec, {}, home)
+    message = str(raised.value)
+    assert f"{fake.base_url} refused a request of base" in message and "injected 400" in message
+    assert "vllm serve" not in message
