@@ -22,7 +22,13 @@ from tqdm.auto import tqdm
 
 from factory.models import is_adapter
 from factory.questions import student_messages
-from factory.replicas import ReplicaPool, ReplicasDown, ask_checked, endpoint_key
+from factory.replicas import (
+    ReplicaPool,
+    ReplicasDown,
+    ask_checked,
+    endpoint_key,
+    replica_fault,
+)
 from factory.scores import score
 from factory.secrets import redact, watch
 
@@ -152,7 +158,8 @@ def _answers(endpoint, names, prompts, limits, base_model, adapters, home) -> di
     answers: dict[str, dict[int, dict]] = {label: {} for label in prompts}
     requests = [(label, i) for label, texts in prompts.items() for i in range(len(texts))]
     bad: Counter[str] = Counter()
-    bar = tqdm(total=len(requests), desc=f"eval {len(prompts)} students (served)", unit="answer")
+    who = next(iter(prompts)) if len(prompts) == 1 else f"{len(prompts)} students"
+    bar = tqdm(total=len(requests), desc=f"eval {who} (served)", unit="answer")
 
     async def ask(replica, request):
         label, i = request
@@ -203,15 +210,11 @@ def _answers(endpoint, names, prompts, limits, base_model, adapters, home) -> di
 
 
 def _refused(err: Exception) -> bool:
-    """A request error no retry can mend: the server does not know the model, or refuses the
-    request (a 4xx other than a timeout, a conflict or a rate limit)."""
+    """A request error no retry can mend: the server refuses the request itself (a status that
+    `replica_fault` does not blame on the server, i.e. a 4xx other than 408, 409 and 429)."""
     import openai
 
-    return (
-        isinstance(err, openai.APIStatusError)
-        and 400 <= err.status_code < 500
-        and (err.status_code not in (408, 409, 429))
-    )
+    return isinstance(err, openai.APIStatusError) and not replica_fault(err)
 
 
 def _response(tokenizer, answer: dict) -> dict:
