@@ -2,9 +2,10 @@
 
 Evaluates SmolLM2-135M-Instruct (`smollm2-135m`; the base model, or `--adapter` merged in) on the
 first `--problems` SVAMP test problems of `recipes/svamp-paper.yaml`, greedy, `--max-new-tokens`
-each, in every mode of `--modes`: `dtype:batch_size`, e.g. `float32:16` (today's path, the
-baseline: the first mode), `float32:64`, `bfloat16:64`. A model is loaded once per dtype. The
-problems are cut into chunks of the largest batch size (sorted by question length, as
+each, in every mode of `--modes`: `dtype:batch_size[:segment]`, e.g. `float32:16:0` (the path
+before this work, the baseline: the first mode), `bfloat16:64:0`, `bfloat16:64` (rows leave the
+batch as they finish, every `SEGMENT_TOKENS` tokens; `:0` never). A model is loaded once per
+dtype. The problems are cut into chunks of the largest batch size (sorted by question length, as
 `evaluate` sorts them, so every mode forms the same batches it would over all problems), and
 each chunk is evaluated in every mode back to back, rotating which goes first, so the machine's
 noise falls on all modes alike, after an untimed warm-up batch per dtype (the first large batch
@@ -12,7 +13,7 @@ in a process runs up to twice as slow). Outputs that differ from the baseline's 
 shown, not fatal. `cpu share` is process CPU time over wall time x torch threads: well under 1
 means other work took the cores.
 
-    .venv/bin/python bench/eval_batching.py [--problems 64] [--modes float32:16,...] [--repeats 1]
+    .venv/bin/python bench/eval_batching.py [--problems 64] [--modes float32:16:0,...] [--repeats 1]
 """
 
 from __future__ import annotations
@@ -80,12 +81,16 @@ def svamp_test_problems(n: int):
     return recipe.source.task, problems[:n]
 
 
-def measure(model, tokenizer, problems, task: str, batch_size: int, tokens: int, out: Path):
-    """One `evaluate` call; its predictions are read back from `out`."""
+def measure(model, tokenizer, problems, task: str, mode: tuple, tokens: int, out: Path):
+    """One `evaluate` call in `mode` (dtype, batch size, segment); its predictions are read
+    back from `out`."""
+    from factory import inference
     from factory.evaluate import evaluate
     from factory.paths import PREDICTIONS
     from factory.recipe import EvalSpec
 
+    _, batch_size, segment = mode
+    inference.SEGMENT_TOKENS = segment or tokens  # 0: one segment, no row leaves early
     spec = EvalSpec(batch_size=batch_size, max_new_tokens=tokens)
     start, cpu = time.perf_counter(), time.process_time()
     evaluate(model, tokenizer, problems, task, spec, out)
@@ -100,27 +105,32 @@ def chunks(problems: list, size: int) -> list[list]:
     return [ordered[i : i + size] for i in range(0, len(ordered), size)]
 
 
-def parse_modes(text: str) -> dict[str, tuple[str, int]]:
-    """`float32:16,bfloat16:64` -> {"float32:16": ("float32", 16), ...}, in order."""
+def parse_modes(text: str) -> dict[str, tuple[str, int, int]]:
+    """`float32:16:0,bfloat16:64` -> {"float32:16:0": ("float32", 16, 0), "bfloat16:64":
+    ("bfloat16", 64, SEGMENT_TOKENS)}, in order. The third field is the segment finished rows
+    leave the batch after (`factory.inference.generate_batch`); 0 decodes the whole answer in
+    one segment, as evaluation did before rows left early."""
+    from factory.inference import SEGMENT_TOKENS
+
     modes = {}
     for mode in text.split(","):
-        dtype, size = mode.split(":")
-        if dtype not in ("float32", "bfloat16"):
-            raise SystemExit(f"unknown dtype in mode {mode!r}: float32 or bfloat16")
-        modes[mode] = (dtype, int(size))
+        dtype, size, *segment = mode.split(":")
+        if dtype not in ("float32", "bfloat16") or len(segment) > 1:
+            raise SystemExit(f"bad mode {mode!r}: float32|bfloat16:BATCH[:SEGMENT]")
+        modes[mode] = (dtype, int(size), int(segment[0]) if segment else SEGMENT_TOKENS)
     return modes
 
 
 def run_repeat(models: dict, problems, task, modes: dict, tokens: int, tmp: Path, i: int):
     """Every mode over every chunk, chunk by chunk, rotating which goes first."""
     totals = {mode: Measure() for mode in modes}
-    largest = max(size for _, size in modes.values())
+    largest = max(size for _, size, _ in modes.values())
     for j, chunk in enumerate(chunks(problems, largest)):
         order = list(modes)[(i + j) % len(modes) :] + list(modes)[: (i + j) % len(modes)]
         for mode in order:
-            dtype, size = modes[mode]
             out = tmp / f"{mode.replace(':', '-')}-{i}-{j}"
-            totals[mode].add(measure(*models[dtype], chunk, task, size, tokens, out))
+            model = models[modes[mode][0]]
+            totals[mode].add(measure(*model, chunk, task, modes[mode], tokens, out))
     return totals
 
 
@@ -129,14 +139,15 @@ def benchmark(n: int, modes: dict, tokens: int, repeats: int, adapter: Path | No
     from factory.evaluate import load_student
 
     task, problems = svamp_test_problems(n)
-    dtypes = sorted({dtype for dtype, _ in modes.values()})
+    dtypes = sorted({dtype for dtype, _, _ in modes.values()})
     models = {dtype: load_student(STUDENT, adapter, HOME, dtype) for dtype in dtypes}
     results = Results({mode: [] for mode in modes})
     with tempfile.TemporaryDirectory(prefix="bench-eval-") as name:
         tmp = Path(name)
-        largest = max(size for _, size in modes.values())
+        largest = max(size for _, size, _ in modes.values())
         for dtype in dtypes:  # untimed: the first large batch in a process runs far slower
-            measure(*models[dtype], problems[:largest], task, largest, 16, tmp / f"warm-{dtype}")
+            warm = (dtype, largest, 0)
+            measure(*models[dtype], problems[:largest], task, warm, 16, tmp / f"warm-{dtype}")
         for i in range(repeats):
             for mode, m in run_repeat(models, problems, task, modes, tokens, tmp, i).items():
                 results.modes[mode].append(m)
@@ -206,7 +217,7 @@ def report(s: dict) -> str:
     lines = [
         f"eval throughput: {s['student']} on {n} SVAMP test problems, greedy,"
         f" max_new_tokens {s['max_new_tokens']}, median of {s['repeats']} repeat(s)",
-        f"{'dtype:batch':<16}{'seconds':>9}{'problems/s':>12}{'speed-up':>10}{'gen tokens':>12}"
+        f"{'mode':<16}{'seconds':>9}{'problems/s':>12}{'speed-up':>10}{'gen tokens':>12}"
         f"{'gen tok/s':>11}{'correct':>9}{'truncated':>11}{'differ':>8}{'cpu share':>11}",
     ]
     for mode, m in s["modes"].items():
@@ -241,8 +252,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--problems", type=int, default=64, help="SVAMP test problems")
     parser.add_argument(
         "--modes",
-        default="float32:16,float32:32,float32:64,bfloat16:64",
-        help="dtype:batch_size, comma-separated; the first is the baseline",
+        default="float32:16:0,bfloat16:64:0,bfloat16:64",
+        help="dtype:batch_size[:segment], comma-separated; the first is the baseline",
     )
     parser.add_argument("--max-new-tokens", type=int, default=96, help="tokens per answer")
     parser.add_argument("--adapter", type=Path, help="evaluate this adapter, merged")

@@ -7,10 +7,12 @@ same work: train three adapters, evaluate the base model and the three adapters.
 
 - old: float32 training with plain `sdpa` (`bf16: false`, `model_init_kwargs: {dtype:
   float32}`), and each student evaluated alone in float32 at batch 16 (`evaluated`: one model
-  load and one `evaluate` per student), as a sweep did before;
+  load and one `evaluate` per student), each batch decoded to its longest answer, as a sweep
+  did before;
 - new: cot-factory's training defaults (bf16 autocast where native, `sdpa_rows`), and the base
   and the three adapters evaluated together by `evaluate_adapters` (one model, one
-  mixed-adapter `generate` per batch of `--batch-size` problems), `eval.dtype: auto`.
+  mixed-adapter `generate` per batch of `--batch-size` problems), `eval.dtype: auto`, finished
+  rows leaving each batch every `SEGMENT_TOKENS` tokens.
 
 The stages interleave so the machine's noise falls on both alike: for each config the two
 trainings run back to back (alternating which goes first), then the two evaluations.
@@ -86,15 +88,21 @@ def train(recipe, config: str, dataset: Path, out: Path) -> tuple[float, dict]:
 
 
 def evaluate_old(recipe, students: dict, problems, out: Path) -> tuple[float, dict]:
-    """Each student alone, one model load and one `evaluate` each."""
+    """Each student alone, one model load and one `evaluate` each, every batch decoded until
+    its longest answer ends (no row leaves early)."""
+    from factory import inference
     from factory.evaluate import evaluated
 
     start, task, metrics = time.perf_counter(), recipe.source.task, {}
-    for label, adapter in students.items():
-        where = out / label
-        metrics[label] = evaluated(
-            STUDENT, adapter, problems, task, recipe.eval, where, HOME, label
-        )
+    segment, inference.SEGMENT_TOKENS = inference.SEGMENT_TOKENS, recipe.eval.max_new_tokens
+    try:
+        for label, adapter in students.items():
+            where = out / label
+            metrics[label] = evaluated(
+                STUDENT, adapter, problems, task, recipe.eval, where, HOME, label
+            )
+    finally:
+        inference.SEGMENT_TOKENS = segment
     return time.perf_counter() - start, metrics
 
 
@@ -195,7 +203,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--configs", default=CONFIGS, help="three svamp-paper configs")
     parser.add_argument("--rows", type=int, default=200, help="training rows per config")
     parser.add_argument("--problems", type=int, default=100, help="SVAMP test problems")
-    parser.add_argument("--batch-size", type=int, default=16, help="new setting's eval batch")
+    parser.add_argument("--batch-size", type=int, default=64, help="new setting's eval batch")
     parser.add_argument("--json", type=Path, help="also write the numbers to this file")
     args = parser.parse_args(argv)
     quiet_warnings()

@@ -28,6 +28,10 @@ def load_for_generation(name_or_path: str, home: Path, dtype: str = "float32"):
     return model.eval(), tokenizer
 
 
+# Tokens decoded between two looks at which rows have finished (see `generate_batch`).
+SEGMENT_TOKENS = 16
+
+
 def generate_batch(
     model,
     tokenizer,
@@ -38,12 +42,17 @@ def generate_batch(
     top_p: float = 1.0,
     seed: int | None = None,
     row_limits: list[int] | None = None,
-    **generate_kwargs: Any,
+    adapter_names: list[str] | None = None,
+    segment: int | None = None,
 ) -> list[dict[str, Any]]:
-    """One `generate` call for a batch of chats; a response per chat, in order. `row_limits`
-    bounds each row's answer below `max_new_tokens` (a row's first tokens do not depend on the
-    later ones, so this is the answer a call with that bound gives). Extra keyword arguments go
-    to `generate` (PEFT's per-row `adapter_names`)."""
+    """A batch of chats decoded together; a response per chat, in order. `row_limits` bounds
+    each row's answer below `max_new_tokens`; `adapter_names` picks each row's PEFT adapter.
+
+    A static batch decodes every row until its longest answer ends, and on a CPU a finished
+    row costs as much as a live one. So the batch is decoded `segment` tokens at a time, and
+    between segments the rows that stopped or reached their bound leave it: their KV cache rows
+    are dropped (`Cache.batch_select_indices`) and `generate` carries on from the cache for the
+    rest. Greedy answers are the ones one uninterrupted call gives."""
     import torch
 
     prompts = [
@@ -52,22 +61,44 @@ def generate_batch(
     ]
     inputs = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
     sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p}
+    options = sampling if temperature > 0 else {"do_sample": False}
+    limits = row_limits or [max_new_tokens] * len(prompts)
+    stop_ids = _stop_ids(model, tokenizer)
     if seed is not None:
         torch.manual_seed(seed)
+    segment = segment or SEGMENT_TOKENS
+    ids, mask, cache = inputs["input_ids"], inputs["attention_mask"], None
+    live, answers = list(range(len(prompts))), [[] for _ in prompts]
     with torch.inference_mode():
-        output = model.generate(
-            **inputs,
-            max_new_tokens=max_new_tokens,
-            pad_token_id=tokenizer.pad_token_id,
-            **(sampling if temperature > 0 else {"do_sample": False}),
-            **generate_kwargs,
-        )
-    new_tokens = output[:, inputs["input_ids"].shape[1] :].tolist()
-    limits = row_limits or [max_new_tokens] * len(new_tokens)
-    stop_ids = _stop_ids(model, tokenizer)
+        while live:
+            steps = min(segment, max(limits[i] - len(answers[i]) for i in live))
+            rows = {"adapter_names": [adapter_names[i] for i in live]} if adapter_names else {}
+            output = model.generate(
+                input_ids=ids,
+                attention_mask=mask,
+                cache=cache,
+                max_new_tokens=steps,
+                pad_token_id=tokenizer.pad_token_id,
+                return_dict_in_generate=True,
+                **options,
+                **rows,
+            )
+            new = output.sequences[:, ids.shape[1] :]
+            for row, tokens in zip(live, new.tolist(), strict=True):
+                answers[row] += tokens
+            going = [
+                k
+                for k, row in enumerate(live)
+                if len(answers[row]) < limits[row] and not stop_ids & set(answers[row])
+            ]
+            keep = torch.tensor(going, dtype=torch.long)
+            ids, cache = output.sequences[keep], output.cache
+            mask = torch.cat([mask, mask.new_ones(mask.shape[0], new.shape[1])], dim=1)[keep]
+            cache.batch_select_indices(keep)
+            live = [live[k] for k in going]
     return [
         _response(tokenizer, row[:limit], stop_ids, inputs, i)
-        for i, (row, limit) in enumerate(zip(new_tokens, limits, strict=True))
+        for i, (row, limit) in enumerate(zip(answers, limits, strict=True))
     ]
 
 

@@ -214,6 +214,63 @@ def test_row_limits_give_the_answers_separate_bounds_give(tiny_model_dir, home):
     assert together[0]["finish_reason"] == "length", "cut at 3 tokens"
 
 
+def test_rows_that_finish_leave_the_batch_and_the_others_answer_as_before(
+    tiny_model_dir, adapters, home
+):
+    """Decoded a segment at a time, a batch sheds each row that stopped or reached its bound,
+    and every answer (text, finish reason, tokens) equals one uninterrupted `generate`'s, with
+    rows routed through different adapters. A stop token that the tiny model writes at
+    different places in different rows makes them finish apart."""
+    from collections import Counter
+
+    from factory.inference import generate_batch
+
+    model, tokenizer, names = load_students(str(tiny_model_dir), adapters | {"base": None}, home)
+    chats = [[{"role": "user", "content": q}] for q in QUESTIONS] * 3
+    rows = {"adapter_names": [name for name in names.values() for _ in QUESTIONS]}
+    prompts = tokenizer(
+        [
+            tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True)
+            for c in chats
+        ],
+        return_tensors="pt",
+        padding=True,
+        add_special_tokens=False,
+    )
+    with torch.inference_mode():
+        plain = model.generate(**prompts, max_new_tokens=24, do_sample=False, **rows)
+    tokens = plain[:, prompts["input_ids"].shape[1] :].tolist()
+    first = Counter(t for row in tokens for t in {t: None for t in row[1:20]})
+    stop = max(first, key=lambda t: (len({row.index(t) for row in tokens if t in row}), -t))
+    model.generation_config.eos_token_id = [tokenizer.eos_token_id, stop]
+    limits = [24, 9, 17, 24, 5, 24, 20] * 3
+    generate, sizes = model.generate, []
+
+    def counting_rows(**kwargs):
+        sizes.append(kwargs["input_ids"].shape[0])
+        return generate(**kwargs)
+
+    model.generate = counting_rows
+    whole = generate_batch(
+        model, tokenizer, chats, max_new_tokens=24, row_limits=limits, segment=99, **rows
+    )
+    assert sizes == [21]
+    sizes.clear()
+    shed = generate_batch(
+        model, tokenizer, chats, max_new_tokens=24, row_limits=limits, segment=3, **rows
+    )
+    assert shed == whole
+    for row, limit, answer in zip(tokens, limits, whole, strict=True):
+        ends = [i for i, t in enumerate(row[:limit]) if t in (stop, tokenizer.eos_token_id)]
+        kept = row[: ends[0] if ends else limit]
+        assert answer["text"] == tokenizer.decode(kept, skip_special_tokens=True).strip()
+        assert answer["usage"]["completion_tokens"] == len(kept)
+    assert sizes[0] == 21 and sizes == sorted(sizes, reverse=True) and sizes[-1] < 21
+    reasons = Counter(r["finish_reason"] for r in whole)
+    assert reasons["stop"] >= 3 and reasons["length"] >= 3, reasons
+    assert len({r["usage"]["completion_tokens"] for r in whole}) >= 4, "rows end apart"
+
+
 def test_each_student_is_bounded_by_what_it_was_taught_to_write(tmp_path, tiny_model_dir, home):
     """Unset `eval.max_new_tokens`: a config's bound is its longest training completion in the
     student's tokens with a margin; the base gets the largest; a set value wins."""
