@@ -49,10 +49,11 @@ def generate_batch(
     each row's answer below `max_new_tokens`; `adapter_names` picks each row's PEFT adapter.
 
     A static batch decodes every row until its longest answer ends, and on a CPU a finished
-    row costs as much as a live one. So the batch is decoded `segment` tokens at a time, and
-    between segments the rows that stopped or reached their bound leave it: their KV cache rows
-    are dropped (`Cache.batch_select_indices`) and `generate` carries on from the cache for the
-    rest. Greedy answers are the ones one uninterrupted call gives."""
+    row costs as much as a live one. So the batch is decoded `segment` tokens at a time
+    (`SEGMENT_TOKENS` unless given), and between segments the rows that stopped or reached their
+    bound leave it: their KV cache rows are dropped (`Cache.batch_select_indices`) and
+    `generate` carries on from the cache for the rest. It is the same computation on fewer rows: in float32, greedy answers are those of one
+    uninterrupted call (in bf16 another batch shape can round differently)."""
     import torch
 
     prompts = [
