@@ -52,8 +52,9 @@ def generate_batch(
     row costs as much as a live one. So the batch is decoded `segment` tokens at a time
     (`SEGMENT_TOKENS` unless given), and between segments the rows that stopped or reached their
     bound leave it: their KV cache rows are dropped (`Cache.batch_select_indices`) and
-    `generate` carries on from the cache for the rest. It is the same computation on fewer rows: in float32, greedy answers are those of one
-    uninterrupted call (in bf16 another batch shape can round differently)."""
+    `generate` carries on from the cache for the rest. It is the same computation on fewer
+    rows: in float32, greedy answers are those of one uninterrupted call (in bf16 another batch
+    shape can round differently)."""
     import torch
 
     prompts = [

@@ -19,7 +19,13 @@ from factory.recipe import RecipeError, load_recipe
 from factory.run import build_dataset
 from factory.sources import Problem
 from factory.stats import wilson_interval
-from factory.train import check_training, register_row_attention, sft_trainer, train_student
+from factory.train import (
+    check_training,
+    register_row_attention,
+    score_labelled_positions_only,
+    sft_trainer,
+    train_student,
+)
 
 pytestmark = pytest.mark.slow  # starts servers or trains models
 
@@ -142,6 +148,59 @@ def test_training_changes_the_lora_weights_and_not_the_base_weights(toy, tmp_pat
 def _disk_name(name: str) -> str:
     """`base_model.model.model.layers.0.self_attn.q_proj.base_layer.weight` as saved on disk."""
     return name.removeprefix("base_model.model.").replace(".base_layer", "")
+
+
+def test_the_cpu_lm_head_scores_the_completion_alone_with_the_same_loss_and_gradients(
+    tiny_model_dir, monkeypatch
+):
+    """TRL's fused head, as training calls it (PEFT LoRA, autocast, a padding-free batch whose
+    prompts are masked): projecting only the labelled positions gives the loss, the entropy and
+    every adapter gradient that projecting every position gives, and it does project fewer."""
+    import trl.trainer.utils as trl_utils
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+    rows = [
+        {"input_ids": list(range(5, 5 + n)), "labels": [-100] * p + list(range(5 + p, 5 + n))}
+        for n, p in ((9, 6), (4, 3), (12, 5))
+    ]
+    collate = DataCollatorForLanguageModeling(pad_token_id=0, padding_free=True)
+    batch = collate(rows)
+    labelled = int((batch["labels"][:, 1:] != -100).sum())
+    assert 0 < labelled < batch["input_ids"].shape[1] - 1, "prompts are masked, completions not"
+    projected, head = [], trl_utils._ChunkedLogProbFunction
+
+    class Counting(head):
+        @staticmethod
+        def forward(ctx, hidden, *args):
+            projected.append(hidden.shape[0])
+            return head.forward(ctx, hidden, *args)
+
+    monkeypatch.setattr(trl_utils, "_ChunkedLogProbFunction", Counting)
+    monkeypatch.setattr(trl_utils, "_use_triton", lambda device: False)  # as TRL is on a CPU
+    results = []
+    for compact in (False, True):
+        if compact:
+            score_labelled_positions_only()
+        torch.manual_seed(0)
+        model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+        trl_utils.add_fused_lm_head(model, outputs=("log_probs", "entropy", "is_top1"))
+        lora = LoraConfig(r=4, target_modules="all-linear", init_lora_weights=False)
+        model = get_peft_model(model, lora)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = model(**batch, use_cache=False, fused_lm_head=True)
+        out.loss.backward()
+        grads = {n: p.grad for n, p in model.named_parameters() if p.requires_grad}
+        results.append((out.loss, out.entropy, out.is_top1, grads))
+    assert projected == [batch["input_ids"].shape[1] - 1, labelled]
+    (loss, entropy, top1, grads), (c_loss, c_entropy, c_top1, c_grads) = results
+    assert torch.allclose(loss, c_loss, rtol=1e-3) and torch.equal(top1, c_top1)
+    assert torch.allclose(entropy, c_entropy, rtol=1e-2, atol=1e-3)
+    assert grads.keys() == c_grads.keys() and len(grads) > 10
+    for name, grad in grads.items():
+        assert grad.abs().sum() > 0, name
+        assert torch.allclose(grad, c_grads[name], rtol=2e-2, atol=1e-4), name
 
 
 def test_row_attention_computes_padding_free_batches_as_sdpa_does(tiny_model_dir):
