@@ -6,13 +6,14 @@ first `--problems` SVAMP test problems at the recipe's `max_new_tokens`. Both se
 same work: train three adapters, evaluate the base model and the three adapters.
 
 - old: float32 training with plain `sdpa` (`bf16: false`, `model_init_kwargs: {dtype:
-  float32}`), and each student evaluated alone in float32 at batch 16 (`evaluated`: one model
-  load and one `evaluate` per student), each batch decoded to its longest answer, as a sweep
-  did before;
-- new: cot-factory's training defaults (bf16 autocast where native, `sdpa_rows`), and the base
-  and the three adapters evaluated together by `evaluate_adapters` (one model, one
-  mixed-adapter `generate` per batch of `--batch-size` problems), `eval.dtype: auto`, finished
-  rows leaving each batch every `SEGMENT_TOKENS` tokens.
+  float32}`) and TRL's LM head projecting every position, and each student evaluated alone in
+  float32 at batch 16 (`evaluated`: one model load and one `evaluate` per student), each batch
+  decoded to its longest answer, as a sweep did before;
+- new: cot-factory's training defaults (bf16 autocast where native, `sdpa_rows`, the LM head
+  projecting the completion's positions only), and the base and the three adapters evaluated by
+  `evaluate_adapters` (on a CPU each merged and alone; on a GPU one mixed-adapter `generate` per
+  batch of `--batch-size` problems), `eval.dtype: auto`, finished rows leaving each batch every
+  `SEGMENT_TOKENS` tokens.
 
 The stages interleave so the machine's noise falls on both alike: for each config the two
 trainings run back to back (alternating which goes first), then the two evaluations.
@@ -30,7 +31,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from train_throughput import HOME, RECIPE, STUDENT, cpu_share, quiet_warnings, require_data
+from train_throughput import (
+    HOME,
+    RECIPE,
+    STUDENT,
+    cpu_share,
+    every_position_scored,
+    quiet_warnings,
+    require_data,
+)
 
 SETTINGS = ("old", "new")
 CONFIGS = "gpt-4o-cot-L1,gpt-4o-cot-L3,gpt-4o-cot-L6"
@@ -77,12 +86,12 @@ def subset(recipe, configs: list[str], rows: int, tmp: Path) -> Path:
     return folder
 
 
-def train(recipe, config: str, dataset: Path, out: Path) -> tuple[float, dict]:
+def train(recipe, config: str, dataset: Path, out: Path, old: bool) -> tuple[float, dict]:
     """Wall seconds of `train_student` (model loading included) and its metrics."""
     from factory.train import train_student
 
     start = time.perf_counter()
-    with contextlib.redirect_stdout(sys.stderr):  # the trainer prints its logs
+    with contextlib.redirect_stdout(sys.stderr), every_position_scored(old):
         result = train_student(recipe, recipe.students[0], config, dataset, out, HOME)
     return time.perf_counter() - start, result.metrics
 
@@ -132,7 +141,7 @@ def benchmark(configs: list[str], rows: int, problems: int, batch_size: int) -> 
         for i, config in enumerate(configs):
             for setting in SETTINGS if i % 2 == 0 else SETTINGS[::-1]:
                 out = tmp / setting / config
-                took, metrics = train(made[setting], config, dataset, out)
+                took, metrics = train(made[setting], config, dataset, out, setting == "old")
                 seconds[setting]["train"] += took
                 trained[setting][config] = (out / "adapter", metrics)
         evaluations = {}

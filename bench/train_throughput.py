@@ -209,10 +209,11 @@ def run_plain(dataset_dir: Path, out: Path) -> Measure:
     """Train with the plain script; time `trainer.train()` plus saving the adapter, the span
     `train_student` reports as `seconds`."""
     span, cpu = time.perf_counter(), time.process_time()
-    trainer = plain_trainer(dataset_dir, out)
-    start = time.perf_counter()
-    output = trainer.train()
-    trainer.save_model(str(out / "adapter"))
+    with every_position_scored(True):
+        trainer = plain_trainer(dataset_dir, out)
+        start = time.perf_counter()
+        output = trainer.train()
+        trainer.save_model(str(out / "adapter"))
     seconds = time.perf_counter() - start
     counter = trainer.data_collator
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
@@ -226,6 +227,27 @@ def run_plain(dataset_dir: Path, out: Path) -> Measure:
         output.training_loss,
         losses,
     )
+
+
+@contextlib.contextmanager
+def every_position_scored(active: bool):
+    """With `active`, TRL's own choice for its fused LM head, which on a CPU projects every
+    position, the prompt's included: what a plain TRL script does, and what cot-factory did
+    before `factory.train.score_labelled_positions_only` (undone here, and kept from redoing)."""
+    import trl.trainer.utils as trl_utils
+
+    import factory.train
+
+    if not active:
+        yield
+        return
+    chooser, patch = trl_utils._use_triton, factory.train.score_labelled_positions_only
+    trl_utils._use_triton = getattr(chooser, "trl_choice", chooser)
+    factory.train.score_labelled_positions_only = lambda: None
+    try:
+        yield
+    finally:
+        trl_utils._use_triton, factory.train.score_labelled_positions_only = chooser, patch
 
 
 def run_factory(recipe, dataset_dir: Path, out: Path) -> Measure:

@@ -57,6 +57,8 @@ def generate_batch(
     shape can round differently)."""
     import torch
 
+    from factory.kv_cache import growing_cache
+
     prompts = [
         tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         for messages in conversations
@@ -69,7 +71,7 @@ def generate_batch(
     if seed is not None:
         torch.manual_seed(seed)
     segment = segment or SEGMENT_TOKENS
-    ids, mask, cache = inputs["input_ids"], inputs["attention_mask"], None
+    ids, mask, cache = inputs["input_ids"], inputs["attention_mask"], growing_cache(model)
     live, answers = list(range(len(prompts))), [[] for _ in prompts]
     with torch.inference_mode():
         while live:

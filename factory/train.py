@@ -282,7 +282,7 @@ def score_labelled_positions_only() -> None:
     def compact(device) -> bool:
         return device.type == "cpu" or chooser(device)
 
-    compact.labelled_only_on_cpu = True
+    compact.labelled_only_on_cpu, compact.trl_choice = True, chooser
     trl_utils._use_triton = compact
 
 
