@@ -4,7 +4,8 @@ Evaluates SmolLM2-135M-Instruct (`smollm2-135m`; the base model, or `--adapter` 
 first `--problems` SVAMP test problems of `recipes/svamp-paper.yaml`, greedy, `--max-new-tokens`
 each, in every mode of `--modes`: `dtype:batch_size[:segment]`, e.g. `float32:16:0` (the path
 before this work, the baseline: the first mode), `bfloat16:64:0`, `bfloat16:64` (rows leave the
-batch as they finish, every `SEGMENT_TOKENS` tokens; `:0` never). A model is loaded once per
+batch as they finish, every `SEGMENT_TOKENS` tokens, and the KV cache grows in place; `:0`
+decodes as before: whole batches, transformers' own cache). A model is loaded once per
 dtype. The problems are cut into chunks of the largest batch size (sorted by question length, as
 `evaluate` sorts them, so every mode forms the same batches it would over all problems), and
 each chunk is evaluated in every mode back to back, rotating which goes first, so the machine's
@@ -19,6 +20,7 @@ means other work took the cores.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -90,13 +92,30 @@ def measure(model, tokenizer, problems, task: str, mode: tuple, tokens: int, out
     from factory.recipe import EvalSpec
 
     _, batch_size, segment = mode
-    inference.SEGMENT_TOKENS = segment or tokens  # 0: one segment, no row leaves early
     spec = EvalSpec(batch_size=batch_size, max_new_tokens=tokens)
-    start, cpu = time.perf_counter(), time.process_time()
-    evaluate(model, tokenizer, problems, task, spec, out)
-    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    with decoding_as_before(segment == 0):
+        inference.SEGMENT_TOKENS = segment or inference.SEGMENT_TOKENS
+        start, cpu = time.perf_counter(), time.process_time()
+        evaluate(model, tokenizer, problems, task, spec, out)
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     rows = [json.loads(line) for line in (out / PREDICTIONS).read_text().splitlines()]
     return Measure(seconds, cpu, rows)
+
+
+@contextlib.contextmanager
+def decoding_as_before(active: bool):
+    """With `active`, `generate_batch` decodes as it did before this work: each batch in one
+    piece until its longest answer ends (no row leaves early) and with transformers' own KV
+    cache (`factory.kv_cache.growing_cache` off)."""
+    from factory import inference, kv_cache
+
+    segment, cache = inference.SEGMENT_TOKENS, kv_cache.growing_cache
+    if active:
+        inference.SEGMENT_TOKENS, kv_cache.growing_cache = 1 << 30, lambda model: None
+    try:
+        yield
+    finally:
+        inference.SEGMENT_TOKENS, kv_cache.growing_cache = segment, cache
 
 
 def chunks(problems: list, size: int) -> list[list]:
@@ -108,8 +127,8 @@ def chunks(problems: list, size: int) -> list[list]:
 def parse_modes(text: str) -> dict[str, tuple[str, int, int]]:
     """`float32:16:0,bfloat16:64` -> {"float32:16:0": ("float32", 16, 0), "bfloat16:64":
     ("bfloat16", 64, SEGMENT_TOKENS)}, in order. The third field is the segment finished rows
-    leave the batch after (`factory.inference.generate_batch`); 0 decodes the whole answer in
-    one segment, as evaluation did before rows left early."""
+    leave the batch after (`factory.inference.generate_batch`); 0 decodes as evaluation did
+    before this work (`decoding_as_before`)."""
     from factory.inference import SEGMENT_TOKENS
 
     modes = {}

@@ -8,12 +8,12 @@ same work: train three adapters, evaluate the base model and the three adapters.
 - old: float32 training with plain `sdpa` (`bf16: false`, `model_init_kwargs: {dtype:
   float32}`) and TRL's LM head projecting every position, and each student evaluated alone in
   float32 at batch 16 (`evaluated`: one model load and one `evaluate` per student), each batch
-  decoded to its longest answer, as a sweep did before;
+  decoded to its longest answer with transformers' own KV cache, as a sweep did before;
 - new: cot-factory's training defaults (bf16 autocast where native, `sdpa_rows`, the LM head
   projecting the completion's positions only), and the base and the three adapters evaluated by
   `evaluate_adapters` (on a CPU each merged and alone; on a GPU one mixed-adapter `generate` per
   batch of `--batch-size` problems), `eval.dtype: auto`, finished rows leaving each batch every
-  `SEGMENT_TOKENS` tokens.
+  `SEGMENT_TOKENS` tokens, the KV cache growing in place.
 
 The stages interleave so the machine's noise falls on both alike: for each config the two
 trainings run back to back (alternating which goes first), then the two evaluations.
@@ -31,6 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from eval_batching import decoding_as_before
 from train_throughput import (
     HOME,
     RECIPE,
@@ -97,21 +98,17 @@ def train(recipe, config: str, dataset: Path, out: Path, old: bool) -> tuple[flo
 
 
 def evaluate_old(recipe, students: dict, problems, out: Path) -> tuple[float, dict]:
-    """Each student alone, one model load and one `evaluate` each, every batch decoded until
-    its longest answer ends (no row leaves early)."""
-    from factory import inference
+    """Each student alone, one model load and one `evaluate` each, decoded as before
+    (`decoding_as_before`: whole batches, transformers' own KV cache)."""
     from factory.evaluate import evaluated
 
     start, task, metrics = time.perf_counter(), recipe.source.task, {}
-    segment, inference.SEGMENT_TOKENS = inference.SEGMENT_TOKENS, recipe.eval.max_new_tokens
-    try:
+    with decoding_as_before(True):
         for label, adapter in students.items():
             where = out / label
             metrics[label] = evaluated(
                 STUDENT, adapter, problems, task, recipe.eval, where, HOME, label
             )
-    finally:
-        inference.SEGMENT_TOKENS = segment
     return time.perf_counter() - start, metrics
 
 
