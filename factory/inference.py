@@ -88,18 +88,18 @@ def generate_batch(
                 **rows,
             )
             new = output.sequences[:, ids.shape[1] :]
-            for row, tokens in zip(live, new.tolist(), strict=True):
+            going = []
+            for k, (row, tokens) in enumerate(zip(live, new.tolist(), strict=True)):
                 answers[row] += tokens
-            going = [
-                k
-                for k, row in enumerate(live)
-                if len(answers[row]) < limits[row] and not stop_ids & set(answers[row])
-            ]
-            keep = torch.tensor(going, dtype=torch.long)
-            ids, cache = output.sequences[keep], output.cache
-            mask = torch.cat([mask, mask.new_ones(mask.shape[0], new.shape[1])], dim=1)[keep]
-            cache.batch_select_indices(keep)
-            live = [live[k] for k in going]
+                if len(answers[row]) < limits[row] and not stop_ids & set(tokens):
+                    going.append(k)
+            ids, cache = output.sequences, output.cache
+            mask = torch.cat([mask, mask.new_ones(mask.shape[0], new.shape[1])], dim=1)
+            if len(going) < len(live):  # rows left: drop them, or stop when none is left
+                keep = torch.tensor(going, dtype=torch.long)
+                ids, mask, live = ids[keep], mask[keep], [live[k] for k in going]
+                if live:
+                    cache.batch_select_indices(keep)
     return [
         _response(tokenizer, row[:limit], stop_ids, inputs, i)
         for i, (row, limit) in enumerate(zip(answers, limits, strict=True))
