@@ -231,9 +231,9 @@ def run_plain(dataset_dir: Path, out: Path) -> Measure:
 
 @contextlib.contextmanager
 def every_position_scored(active: bool):
-    """With `active`, TRL's own choice for its fused LM head, which on a CPU projects every
-    position, the prompt's included: what a plain TRL script does, and what cot-factory did
-    before `factory.train.score_labelled_positions_only` (undone here, and kept from redoing)."""
+    """With `active`, TRL's fused LM head as it ships, which on a CPU projects every position,
+    the prompt's included, through its Triton stand-in: what a plain TRL script does, and what
+    cot-factory did before `factory.cpu_head` (undone here, and kept from redoing)."""
     import trl.trainer.utils as trl_utils
 
     import factory.train
@@ -241,13 +241,16 @@ def every_position_scored(active: bool):
     if not active:
         yield
         return
-    chooser, patch = trl_utils._use_triton, factory.train.score_labelled_positions_only
+    chooser, head = trl_utils._use_triton, trl_utils._ChunkedLogProbFunction
+    patch = factory.train.use_lean_cpu_head
     trl_utils._use_triton = getattr(chooser, "trl_choice", chooser)
-    factory.train.score_labelled_positions_only = lambda: None
+    trl_utils._ChunkedLogProbFunction = getattr(head, "trl_function", None) or head
+    factory.train.use_lean_cpu_head = lambda: None
     try:
         yield
     finally:
-        trl_utils._use_triton, factory.train.score_labelled_positions_only = chooser, patch
+        trl_utils._use_triton, trl_utils._ChunkedLogProbFunction = chooser, head
+        factory.train.use_lean_cpu_head = patch
 
 
 def run_factory(recipe, dataset_dir: Path, out: Path) -> Measure:

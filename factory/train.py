@@ -21,6 +21,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from factory.cpu_head import use_lean_cpu_head
 from factory.files import write_json
 from factory.models import model_problem
 from factory.paths import TRAINING_CONFIG, TRAINING_METRICS
@@ -219,7 +220,7 @@ def sft_trainer(
     from factory.shards import load_config
 
     register_row_attention()
-    score_labelled_positions_only()
+    use_lean_cpu_head()
     model_path = resolve_model(student.model, home)
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     if tokenizer.chat_template is None:
@@ -243,7 +244,10 @@ def register_row_attention() -> None:
     """Register `sdpa_rows` with transformers: SDPA with `is_causal` on each row of a
     padding-free batch (the `cu_seq_lens_q` TRL's collator passes down), where plain `sdpa`
     attends over the whole concatenated batch with a block-diagonal mask and throws most of that
-    work away. Any other call is plain `sdpa`, masks included."""
+    work away. On a CPU the rows run in float32 outside autocast: its bf16 flash attention
+    takes twice as long as float32 forward and backward at SVAMP lengths (the output keeps the
+    value's dtype). Any other call is plain `sdpa`, masks included."""
+    import contextlib
     import itertools
 
     import torch
@@ -254,36 +258,20 @@ def register_row_attention() -> None:
     def sdpa_rows(module, query, key, value, attention_mask, cu_seq_lens_q=None, **kwargs):
         if cu_seq_lens_q is None or query.shape[0] != 1:
             return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
-        rows = [
-            sdpa_attention_forward(
-                module, query[:, :, a:b], key[:, :, a:b], value[:, :, a:b], None, **kwargs
-            )[0]
-            for a, b in itertools.pairwise(cu_seq_lens_q.tolist())
-        ]
-        return torch.cat(rows, dim=1), None
+        on_cpu, dtype = query.device.type == "cpu", value.dtype
+        if on_cpu:
+            query, key, value = query.float(), key.float(), value.float()
+        with torch.autocast("cpu", enabled=False) if on_cpu else contextlib.nullcontext():
+            rows = [
+                sdpa_attention_forward(
+                    module, query[:, :, a:b], key[:, :, a:b], value[:, :, a:b], None, **kwargs
+                )[0]
+                for a, b in itertools.pairwise(cu_seq_lens_q.tolist())
+            ]
+        return torch.cat(rows, dim=1).to(dtype), None
 
     AttentionInterface.register("sdpa_rows", sdpa_rows)
     AttentionMaskInterface.register("sdpa_rows", sdpa_mask)
-
-
-def score_labelled_positions_only() -> None:
-    """TRL's fused LM head (loss, entropy, token accuracy) projects onto the vocabulary only the
-    positions that have a label on Triton devices, and every position elsewhere, which keeps the
-    shapes fixed for compilers. Eager CPU training has no use for that, and most positions are
-    the prompt's (60% of a SVAMP batch), whose projections the loss masks away: a fifth of a CPU
-    step. On a CPU the head projects the labelled positions only; loss and gradients are the
-    same. (It patches the one choice in `trl.trainer.utils`; tests/test_train.py checks it.)"""
-    import trl.trainer.utils as trl_utils
-
-    chooser = getattr(trl_utils, "_use_triton", None)
-    if chooser is None or getattr(chooser, "labelled_only_on_cpu", False):
-        return
-
-    def compact(device) -> bool:
-        return device.type == "cpu" or chooser(device)
-
-    compact.labelled_only_on_cpu, compact.trl_choice = True, chooser
-    trl_utils._use_triton = compact
 
 
 def _last_checkpoint(folder: Path) -> str | None:
