@@ -9,8 +9,9 @@ same work: train three adapters, evaluate the base model and the three adapters.
   float32}`) and TRL's LM head projecting every position, and each student evaluated alone in
   float32 at batch 16 (`evaluated`: one model load and one `evaluate` per student), each batch
   decoded to its longest answer with transformers' own KV cache, as a sweep did before;
-- new: cot-factory's training defaults (bf16 autocast where native, `sdpa_rows`, the LM head
-  projecting the completion's positions only), and the base and the three adapters evaluated by
+- new: cot-factory's training defaults (bf16 autocast where native, `sdpa_rows` attending in
+  float32 on a CPU, `factory/cpu_head.py` projecting the completion's positions only), and the
+  base and the three adapters evaluated by
   `evaluate_adapters` (on a CPU each merged and alone; on a GPU one mixed-adapter `generate` per
   batch of `--batch-size` problems), `eval.dtype: auto`, finished rows leaving each batch every
   `SEGMENT_TOKENS` tokens, the KV cache growing in place.
