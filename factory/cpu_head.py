@@ -143,5 +143,7 @@ def use_lean_cpu_head() -> None:
 
     compact.labelled_only_on_cpu, compact.trl_choice = True, chooser
     trl_utils._use_triton = compact
-    CpuFirstLogProbs.trl_function = trl_utils._ChunkedLogProbFunction
-    trl_utils._ChunkedLogProbFunction = CpuFirstLogProbs
+    trl_function = getattr(trl_utils, "_ChunkedLogProbFunction", None)
+    if trl_function is not None:  # a TRL without it keeps its own head
+        CpuFirstLogProbs.trl_function = trl_function
+        trl_utils._ChunkedLogProbFunction = CpuFirstLogProbs
