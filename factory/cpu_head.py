@@ -40,7 +40,7 @@ class LeanLogProbs(torch.autograd.Function):
         low = weight.to(compute_dtype(hidden))
         log_z, log_probs, entropy, top1 = [], [], [], []
         with torch.autocast("cpu", enabled=False):  # the matmul is in `low`'s dtype already
-            for start in range(0, hidden.shape[0], BLOCK_TOKENS):
+            for start in range(0, max(hidden.shape[0], 1), BLOCK_TOKENS):  # one for none
                 logits = block_logits(hidden[start : start + BLOCK_TOKENS], low, scale)
                 tgt = targets[start : start + BLOCK_TOKENS, None]
                 if with_top1:  # argmax returns the first maximum, as TRL's kernel counts it
@@ -69,7 +69,7 @@ class LeanLogProbs(torch.autograd.Function):
             torch.zeros_like(weight, dtype=torch.float32) if ctx.needs_input_grad[1] else None
         )
         with torch.autocast("cpu", enabled=False):
-            for start in range(0, hidden.shape[0], BLOCK_TOKENS):
+            for start in range(0, max(hidden.shape[0], 1), BLOCK_TOKENS):  # one for none
                 rows = slice(start, start + BLOCK_TOKENS)
                 # d log p_t / dz = onehot(t) - p;  d entropy / dz = -p (log p + entropy)
                 grad = block_logits(hidden[rows], low, scale).sub_(log_z[rows, None])

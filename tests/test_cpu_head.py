@@ -125,3 +125,12 @@ def test_the_lean_head_answers_in_trl_s_shape():
     assert len(got) == 5 and got[2] is None and got[3] is None
     torch.testing.assert_close(got[0], want[0], rtol=1e-5, atol=1e-5)
     assert torch.equal(got[4], want[4])
+
+
+def test_a_batch_without_labelled_positions_gives_a_differentiable_zero():
+    """An all-masked micro-batch: nothing to score, and backward still runs (as TRL's does)."""
+    h, w, targets = inputs(n=0)
+    lp, ent, top1 = LeanLogProbs.apply(h, w, targets, 1.0, True, True)
+    assert lp.shape == ent.shape == top1.shape == (0,)
+    (grad,) = torch.autograd.grad(-lp.sum(), h)
+    assert grad.shape == h.shape
