@@ -236,21 +236,21 @@ def every_position_scored(active: bool):
     cot-factory did before `factory.cpu_head` (undone here, and kept from redoing)."""
     import trl.trainer.utils as trl_utils
 
-    import factory.train
+    import factory.cpu_head
 
     if not active:
         yield
         return
     chooser, head = trl_utils._use_triton, trl_utils._ChunkedLogProbFunction
-    patch = factory.train.use_lean_cpu_head
+    patch = factory.cpu_head.use_lean_cpu_head
     trl_utils._use_triton = getattr(chooser, "trl_choice", chooser)
     trl_utils._ChunkedLogProbFunction = getattr(head, "trl_function", None) or head
-    factory.train.use_lean_cpu_head = lambda: None
+    factory.cpu_head.use_lean_cpu_head = lambda: None
     try:
         yield
     finally:
         trl_utils._use_triton, trl_utils._ChunkedLogProbFunction = chooser, head
-        factory.train.use_lean_cpu_head = patch
+        factory.cpu_head.use_lean_cpu_head = patch
 
 
 def run_factory(recipe, dataset_dir: Path, out: Path) -> Measure:

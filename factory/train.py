@@ -21,7 +21,6 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from factory.cpu_head import use_lean_cpu_head
 from factory.files import write_json
 from factory.models import model_problem
 from factory.paths import TRAINING_CONFIG, TRAINING_METRICS
@@ -216,6 +215,7 @@ def sft_trainer(
     from transformers import AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
+    from factory.cpu_head import use_lean_cpu_head
     from factory.models import resolve_model
     from factory.shards import load_config
 
