@@ -131,7 +131,8 @@ def use_lean_cpu_head() -> None:
     """On a CPU, TRL's fused LM head projects only the labelled positions (it does so on Triton
     devices, and every position elsewhere to keep shapes fixed for compilers: most of a SVAMP
     batch is prompt, whose projections the loss masks away), through `LeanLogProbs`. It patches
-    two names in `trl.trainer.utils`; tests/test_train.py checks loss, metrics and gradients."""
+    two names in `trl.trainer.utils`; tests/test_cpu_head.py and tests/test_train.py check loss,
+    metrics and gradients."""
     import trl.trainer.utils as trl_utils
 
     chooser = getattr(trl_utils, "_use_triton", None)

@@ -207,10 +207,11 @@ def test_the_cpu_lm_head_scores_the_completion_alone_with_the_same_loss_and_grad
     # TRL's every position, twice; the lean head the labelled ones, forward and backward
     every = batch["input_ids"].shape[1] - 1
     assert projected == [("trl", every)] * 2 + [("lean", labelled)] * 2
-    (exact, _, top1, grads), (trl, *_, trl_grads), (loss, entropy, lean_top1, lean_grads) = results
-    assert torch.allclose(loss, trl, rtol=1e-3) and torch.allclose(loss, exact, rtol=1e-2)
-    assert torch.equal(lean_top1, results[1][2])
-    assert torch.allclose(entropy, results[1][1], rtol=1e-2, atol=1e-3)
+    (exact, _, _, grads), bf16, lean = results
+    (trl_loss, trl_entropy, trl_top1, trl_grads), (loss, entropy, top1, lean_grads) = bf16, lean
+    assert torch.allclose(loss, trl_loss, rtol=1e-3) and torch.allclose(loss, exact, rtol=1e-2)
+    assert torch.equal(top1, trl_top1)
+    assert torch.allclose(entropy, trl_entropy, rtol=1e-2, atol=1e-3)
     assert grads.keys() == lean_grads.keys() and len(grads) > 10
     for name, grad in grads.items():  # as near the float32 gradient as TRL's bf16 one
         assert lean_grads[name].abs().sum() > 0, name
