@@ -4,10 +4,11 @@ Trains SmolLM2-135M-Instruct (`smollm2-135m`) with `factory.train.train_student`
 `--rows` rows of the SVAMP `gpt-4o-cot-L3` config (LoRA by default, `--full` for full
 fine-tuning), one epoch, padding-free, so every token processed is a real one, with cot-factory's
 default precision (bf16 autocast where the CPU runs bf16 natively). Each repeat measures the
-matmul peak in bf16 and in float32 (square matmuls, best of several, torch's default threads),
-trains, and the peaks are measured once more at the end: a repeat's peak is the best of the two
-measurements around its training. Utilisation is against the peak of the dtype training computes
-its matmuls in. The model FLOPs are counted from the real token counts:
+matmul peak in float32 and, where training runs in bf16, in bf16 (square matmuls, best of
+several, torch's default threads; a CPU that only emulates bf16 is not timed in it), trains, and
+the peaks are measured once more at the end: a repeat's peak is the best of the two measurements
+around its training. Utilisation is against the peak of the dtype training computes its matmuls
+in. The model FLOPs are counted from the real token counts:
 
 - linear layers (N = weights of every nn.Linear, the tied lm_head included; the embedding lookup
   costs no FLOPs): full fine-tuning 6 N per token (forward 2 N, backward 2 N for the activation
@@ -21,7 +22,8 @@ its matmuls in. The model FLOPs are counted from the real token counts:
 Two references beside the peak, in the training's dtype: a matmul of the MLP's shape at the
 batches' token count, and the attention kernel (SDPA forward + backward) timed alone on the run's
 own batches, both as plain `sdpa` runs a padding-free batch (one sequence with a block-diagonal
-mask) and row by row, as cot-factory's `sdpa_rows` does.
+mask, in the training's dtype) and row by row, as cot-factory's `sdpa_rows` does (on a CPU in
+float32 whatever the training's dtype).
 
     .venv/bin/python bench/train_flops.py [--rows 64] [--full] [--repeats 1] [--json PATH]
 """
@@ -51,7 +53,6 @@ from train_throughput import (
 )
 
 MATMUL_SIZES = (1024, 1536, 2048)
-DTYPES = ("bfloat16", "float32")
 COMPUTE_DTYPE = {"bf16 autocast": "bfloat16", "fp16 autocast": "float16", "float32": "float32"}
 
 
@@ -102,9 +103,25 @@ def matmul_flops(m: int, k: int, n: int, dtype: str = "float32", reps: int = 5) 
     return 2 * m * k * n / best
 
 
-def matmul_peak() -> dict[str, dict[int, float]]:
-    """FLOP/s of square matmuls of each size, in bf16 and in float32."""
-    return {d: {n: matmul_flops(n, n, n, d) for n in MATMUL_SIZES} for d in DTYPES}
+def matmul_peak(dtypes: tuple[str, ...]) -> dict[str, dict[int, float]]:
+    """FLOP/s of square matmuls of each size, in each of `dtypes`."""
+    return {d: {n: matmul_flops(n, n, n, d) for n in MATMUL_SIZES} for d in dtypes}
+
+
+def peak_dtypes(recipe) -> tuple[str, ...]:
+    """float32, and first the dtype training will compute in where that is another one."""
+    from factory.precision import training_options
+
+    options = {**training_options(recipe.train.sft), **recipe.train.sft}
+    low = "bfloat16" if options.get("bf16") else "float16" if options.get("fp16") else None
+    return (low, "float32") if low else ("float32",)
+
+
+def row_attention_dtype(dtype: str) -> str:
+    """The dtype `sdpa_rows` computes in: float32 on a CPU, the training's elsewhere."""
+    import torch
+
+    return dtype if torch.cuda.is_available() else "float32"
 
 
 def describe_model(recipe, dataset_dir: Path, out: Path) -> Model:
@@ -180,13 +197,19 @@ def sdpa_calls(lengths: list[int], heads: int, head_dim: int, dtype: str) -> dic
 
 
 def attention_seconds(m: Model, dtype: str, reps: int = 3) -> dict[str, float]:
-    """SDPA forward + backward time of the whole run (every batch, every layer), packed and row
-    by row: per batch the best of `reps`, the two ways interleaved."""
+    """SDPA forward + backward time of the whole run (every batch, every layer), packed in the
+    training's `dtype` and row by row in `sdpa_rows`'s: per batch the best of `reps`, the two
+    ways interleaved."""
     import torch.nn.functional as F
 
     totals = {"packed": 0.0, "per_row": 0.0}
     for lengths in m.batches:
-        calls = sdpa_calls(lengths, m.heads, m.head_dim, dtype)
+        calls = {
+            "packed": sdpa_calls(lengths, m.heads, m.head_dim, dtype)["packed"],
+            "per_row": sdpa_calls(lengths, m.heads, m.head_dim, row_attention_dtype(dtype))[
+                "per_row"
+            ],
+        }
         best = dict.fromkeys(totals, 1e9)
         for _ in range(reps):
             for mode, batch in calls.items():
@@ -224,11 +247,12 @@ def benchmark(rows: int, full: bool, repeats: int) -> dict:
         dataset_dir = subset_dataset(recipe, rows, tmp)
         with contextlib.redirect_stdout(sys.stderr):
             model = describe_model(recipe, dataset_dir, tmp / "probe")
-        matmul_peak()  # warm-up
+        dtypes = peak_dtypes(recipe)
+        matmul_peak(dtypes)  # warm-up
         for i in range(repeats):
-            results.peaks.append(matmul_peak())
+            results.peaks.append(matmul_peak(dtypes))
             results.repeats.append(train_once(recipe, dataset_dir, tmp / f"run-{i}"))
-        results.peaks.append(matmul_peak())
+        results.peaks.append(matmul_peak(dtypes))
     dtype = COMPUTE_DTYPE[results.repeats[-1].precision]
     for i, r in enumerate(results.repeats):
         r.peak = max(max(results.peaks[j][dtype].values()) for j in (i, i + 1))
@@ -287,6 +311,7 @@ def summarize(
         "utilisation": utilisation,
         "utilisation_of_shaped": total / seconds / shaped,
         "attention_seconds": attention,
+        "row_attention_dtype": row_attention_dtype(dtype),
     }
 
 
@@ -324,10 +349,10 @@ def report(s: dict) -> str:
             f" {s['model_shaped_matmul_flops_per_s'] / g:.1f} GFLOP/s; training is"
             f" {100 * s['utilisation_of_shaped']:.1f}% of that",
             f"attention, SDPA forward + backward timed alone on these batches x {s['layers']}"
-            f" layers, {s['compute_dtype']}: {a['packed']:.1f} s as plain `sdpa` runs a"
-            f" padding-free batch (one sequence, block mask), {a['per_row']:.1f} s row by row"
-            f" with is_causal as `sdpa_rows` does ({100 * a['per_row'] / s['seconds']:.0f}% of"
-            " the training time)",
+            f" layers: {a['packed']:.1f} s as plain `sdpa` runs a padding-free batch (one"
+            f" sequence, block mask, {s['compute_dtype']}), {a['per_row']:.1f} s row by row with"
+            f" is_causal as `sdpa_rows` does ({s['row_attention_dtype']};"
+            f" {100 * a['per_row'] / s['seconds']:.0f}% of the training time)",
         ]
     )
 

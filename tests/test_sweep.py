@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -76,6 +78,60 @@ def test_rerun_trains_nothing(swept, tmp_path):
     assert "4 runs, 4 done, 0 to go" in out.stderr
     assert {p: p.stat().st_mtime for p in stamps} == stamps
     assert "tiny: `" in out.stdout and "report: " in out.stdout
+
+
+SITTINGS = Path(__file__).parents[1] / "docs/results/svamp-paper/sittings.sh"
+
+
+def sittings(action: str, script: Path, home: Path, recipe) -> subprocess.CompletedProcess:
+    """docs/results/svamp-paper/sittings.sh, copied to `script` so it keeps runs beside it."""
+    env = {
+        **os.environ,
+        "COT_FACTORY_HOME": str(home),
+        "CF": str(Path(sys.executable).with_name("cot-factory")),
+        "RECIPE": str(recipe.path),
+    }
+    return subprocess.run(
+        ["bash", str(script), action], env=env, capture_output=True, text=True, timeout=600
+    )
+
+
+def test_a_study_carries_across_sittings_without_its_adapters(swept, tmp_path):
+    recipe, home, report = swept
+    script = tmp_path / "sittings.sh"
+    shutil.copy(SITTINGS, script)
+    kept = sittings("archive", script, home, recipe)
+    assert kept.returncode == 0, kept.stderr
+    assert "kept 5 evaluated runs" in kept.stdout  # 2 configs x 2 seeds, and the base model
+    run = next((home / "runs").glob("sweepy-*"))
+    folder = tmp_path / "runs" / run.name / "students/tiny"
+    assert not list(folder.rglob("adapter*")) and not list(folder.rglob("checkpoint*"))
+    for config, seed in itertools.product(("answer-only", "reference"), (0, 1)):
+        trained = run / "students/tiny" / config / f"seed-{seed}"
+        for name in (DONE, "training_config.json", "eval/predictions.jsonl"):
+            copy = folder / config / f"seed-{seed}" / name
+            assert copy.read_bytes() == (trained / name).read_bytes()
+
+    fresh = tmp_path / "fresh"
+    restored = sittings("restore", script, fresh, recipe)
+    assert restored.returncode == 0, restored.stderr
+    assert "restored 5 evaluations" in restored.stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "factory.cli", "sweep", str(recipe.path), "--home", str(fresh)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "4 runs, 4 done, 0 to go" in out.stderr
+    again = json.loads(next(fresh.glob("runs/sweepy-*/report/results.json")).read_text())
+    first = json.loads((report / "results.json").read_text())
+    for key in ("runs", "base", "comparisons", "recommendations"):
+        assert again[key] == first[key], key
+
+    (tmp_path / "runs" / run.name).rename(tmp_path / "runs" / "sweepy-0123456789ab")
+    other = sittings("restore", script, tmp_path / "third", recipe)
+    assert other.returncode == 1 and "kept from another build" in other.stderr
 
 
 def test_report_tables_match_the_runs_metrics(swept):
