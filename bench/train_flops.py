@@ -323,6 +323,11 @@ def report(s: dict) -> str:
         f"{d} " + ", ".join(f"{k}: {v / g:.1f}" for k, v in by_size.items())
         for d, by_size in s["matmul_by_size"].items()
     )
+    fp32 = (
+        f"; float32 {s['float32_matmul_peak_flops_per_s'] / g:.1f}"
+        if s["compute_dtype"] != "float32"
+        else ""
+    )
     return "\n".join(
         [
             f"training FLOP/s: smollm2-135m ({s['mode']}) on {s['rows']} rows of {s['config']},"
@@ -339,8 +344,7 @@ def report(s: dict) -> str:
             f"training ({s['precision']}): {s['seconds']:.1f} s ->"
             f" {s['training_flops_per_s'] / g:.2f} GFLOP/s (cpu share {s['cpu_share']:.2f})",
             f"matmul peak, {s['compute_dtype']} square: {s['matmul_peak_flops_per_s'] / g:.1f}"
-            f" GFLOP/s; float32 {s['float32_matmul_peak_flops_per_s'] / g:.1f}"
-            f" (last measurement by size, GFLOP/s: {sizes})",
+            f" GFLOP/s{fp32} (last measurement by size, GFLOP/s: {sizes})",
             f"utilisation, training / {s['compute_dtype']} matmul peak:"
             f" {100 * s['utilisation']:.1f}%",
             f"for scale: a {s['compute_dtype']} ({s['mean_batch_tokens']:.0f} x {s['hidden']})"
