@@ -64,10 +64,8 @@ def test_sweep_trains_and_evaluates_every_run(swept):
     assert (report / "report.md").is_file()
 
 
-def test_rerun_trains_nothing(swept, tmp_path):
-    recipe, home, _ = swept
-    run = next((home / "runs").glob("sweepy-*"))
-    stamps = {p: p.stat().st_mtime for p in run.glob(f"students/*/*/seed-*/{DONE}")}
+def resweep(recipe, home) -> subprocess.CompletedProcess:
+    """`cot-factory sweep` again in `home`, which must find all four runs done."""
     out = subprocess.run(
         [sys.executable, "-m", "factory.cli", "sweep", str(recipe.path), "--home", str(home)],
         capture_output=True,
@@ -76,6 +74,14 @@ def test_rerun_trains_nothing(swept, tmp_path):
     )
     assert out.returncode == 0, out.stderr
     assert "4 runs, 4 done, 0 to go" in out.stderr
+    return out
+
+
+def test_rerun_trains_nothing(swept, tmp_path):
+    recipe, home, _ = swept
+    run = next((home / "runs").glob("sweepy-*"))
+    stamps = {p: p.stat().st_mtime for p in run.glob(f"students/*/*/seed-*/{DONE}")}
+    out = resweep(recipe, home)
     assert {p: p.stat().st_mtime for p in stamps} == stamps
     assert "tiny: `" in out.stdout and "report: " in out.stdout
 
@@ -116,14 +122,7 @@ def test_a_study_carries_across_sittings_without_its_adapters(swept, tmp_path):
     restored = sittings("restore", script, fresh, recipe)
     assert restored.returncode == 0, restored.stderr
     assert "restored 5 evaluations" in restored.stdout
-    out = subprocess.run(
-        [sys.executable, "-m", "factory.cli", "sweep", str(recipe.path), "--home", str(fresh)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert out.returncode == 0, out.stderr
-    assert "4 runs, 4 done, 0 to go" in out.stderr
+    resweep(recipe, fresh)
     again = json.loads(next(fresh.glob("runs/sweepy-*/report/results.json")).read_text())
     first = json.loads((report / "results.json").read_text())
     for key in ("runs", "base", "comparisons", "recommendations"):
