@@ -176,12 +176,15 @@ def training_flops(m: Model, tokens: int, full: bool, epochs: float = 1.0) -> di
     return {"linear": linear, "attention": attention}
 
 
-def sdpa_calls(lengths: list[int], heads: int, head_dim: int, dtype: str) -> dict[str, list]:
-    """One layer's SDPA inputs for a batch, two ways: packed, as padding-free training calls it
-    (one sequence, a boolean block-diagonal causal mask), and row by row with `is_causal`."""
+def sdpa_calls(
+    lengths: list[int], heads: int, head_dim: int, dtype: str, row_dtype: str
+) -> dict[str, list]:
+    """One layer's SDPA inputs for a batch, two ways: packed in `dtype`, as padding-free training
+    calls it (one sequence, a boolean block-diagonal causal mask), and row by row with
+    `is_causal` in `row_dtype`."""
     import torch
 
-    def qkv(n: int):
+    def qkv(n: int, dtype: str = dtype):
         return [
             torch.randn(1, heads, n, head_dim, dtype=getattr(torch, dtype), requires_grad=True)
             for _ in range(3)
@@ -192,7 +195,7 @@ def sdpa_calls(lengths: list[int], heads: int, head_dim: int, dtype: str) -> dic
     mask = (row[:, None] == row[None, :]) & (pos[:, None] >= pos[None, :])
     return {
         "packed": [(qkv(len(row)), {"attn_mask": mask[None, None]})],
-        "per_row": [(qkv(n), {"is_causal": True}) for n in lengths],
+        "per_row": [(qkv(n, row_dtype), {"is_causal": True}) for n in lengths],
     }
 
 
@@ -204,12 +207,7 @@ def attention_seconds(m: Model, dtype: str, reps: int = 3) -> dict[str, float]:
 
     totals = {"packed": 0.0, "per_row": 0.0}
     for lengths in m.batches:
-        calls = {
-            "packed": sdpa_calls(lengths, m.heads, m.head_dim, dtype)["packed"],
-            "per_row": sdpa_calls(lengths, m.heads, m.head_dim, row_attention_dtype(dtype))[
-                "per_row"
-            ],
-        }
+        calls = sdpa_calls(lengths, m.heads, m.head_dim, dtype, row_attention_dtype(dtype))
         best = dict.fromkeys(totals, 1e9)
         for _ in range(reps):
             for mode, batch in calls.items():
