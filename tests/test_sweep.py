@@ -106,12 +106,17 @@ def test_a_study_carries_across_sittings_without_its_adapters(swept, tmp_path):
     recipe, home, report = swept
     script = tmp_path / "sittings.sh"
     shutil.copy(SITTINGS, script)
+    run = next((home / "runs").glob("sweepy-*"))
+    folder = tmp_path / "runs" / run.name / "students/tiny"
+    (folder / "reference/seed-0.partial").mkdir(parents=True)  # left by a killed archive
     kept = sittings("archive", script, home, recipe)
     assert kept.returncode == 0, kept.stderr
     assert "kept 5 evaluated runs" in kept.stdout  # 2 configs x 2 seeds, and the base model
-    run = next((home / "runs").glob("sweepy-*"))
-    folder = tmp_path / "runs" / run.name / "students/tiny"
     assert not list(folder.rglob("adapter*")) and not list(folder.rglob("checkpoint*"))
+    assert not list(folder.rglob("*.partial"))
+    base = run / "students/tiny/base"
+    for name in ("eval_results.json", "predictions.jsonl"):
+        assert (folder / "base" / name).read_bytes() == (base / name).read_bytes()
     for config, seed in itertools.product(("answer-only", "reference"), (0, 1)):
         trained = run / "students/tiny" / config / f"seed-{seed}"
         for name in (DONE, "training_config.json", "eval/predictions.jsonl"):
@@ -119,10 +124,14 @@ def test_a_study_carries_across_sittings_without_its_adapters(swept, tmp_path):
             assert copy.read_bytes() == (trained / name).read_bytes()
 
     fresh = tmp_path / "fresh"
+    (folder / "answer-only/seed-0.partial").mkdir()  # an archive killed before its rename
     restored = sittings("restore", script, fresh, recipe)
     assert restored.returncode == 0, restored.stderr
     assert "restored 5 evaluations" in restored.stdout
+    assert not list(fresh.rglob("*.partial"))
     resweep(recipe, fresh)
+    twice = sittings("restore", script, fresh, recipe)
+    assert twice.returncode == 1 and "restore into a fresh home" in twice.stderr
     again = json.loads(next(fresh.glob("runs/sweepy-*/report/results.json")).read_text())
     first = json.loads((report / "results.json").read_text())
     for key in ("runs", "base", "comparisons", "recommendations"):

@@ -13,6 +13,8 @@
 # The home is $COT_FACTORY_HOME, holding this study alone; the command is $CF (default
 # .venv/bin/cot-factory) and the recipe $RECIPE (default recipes/svamp-paper.yaml), run from the
 # project root. A run trained but not yet evaluated is not kept: the next sitting trains it again.
+# Each run is kept, and the whole tree restored, by copying into a `.partial` folder renamed into
+# place, so a kill at any point leaves no half-copied run behind.
 set -euo pipefail
 shopt -s nullglob
 kept="$(cd "$(dirname "$0")" && pwd)/runs"
@@ -41,19 +43,32 @@ case "${1:-}" in
         exit 1
       fi
     done
-    cp -r "$kept/$(basename "$run")/students" "$run/"
+    if [ -e "$run/students" ]; then
+      echo "$run/students exists already: restore into a fresh home" >&2
+      exit 1
+    fi
+    rm -rf "$run/.students.partial"
+    cp -r "$kept/$(basename "$run")/students" "$run/.students.partial"
+    # a run an archive was killed while keeping is not restored
+    find "$run/.students.partial" -mindepth 1 -name '*.partial' -prune -exec rm -rf {} +
+    mv "$run/.students.partial" "$run/students"
     echo "restored $(find "$run/students" -name eval_results.json | wc -l) evaluations into $run"
     ;;
   archive)
     run=$(run_folder)
     count=0
+    [ ! -d "$kept" ] || find "$kept" -name '*.partial' -prune -exec rm -rf {} +
     while IFS= read -r result; do
-      evaluation=$(dirname "$result")
-      source=$(dirname "$evaluation")
-      target="$kept/$(basename "$run")/${source#"$run"/}"
-      mkdir -p "$target"
-      find "$source" -maxdepth 1 -type f -name '*.json' -exec cp {} "$target/" \;
-      cp -r "$evaluation" "$target/"
+      # the unit kept whole: a trained run's seed folder, or the base model's evaluation folder
+      unit=$(dirname "$result")
+      [ "$(basename "$unit")" != eval ] || unit=$(dirname "$unit")
+      target="$kept/$(basename "$run")/${unit#"$run"/}"
+      mkdir -p "$target.partial"
+      find "$unit" -maxdepth 1 -type f \( -name '*.json' -o -name '*.jsonl' \) \
+        -exec cp {} "$target.partial/" \;
+      [ ! -d "$unit/eval" ] || cp -r "$unit/eval" "$target.partial/"
+      rm -rf "$target"
+      mv "$target.partial" "$target"
       count=$((count + 1))
     done < <(find "$run/students" -path '*/eval/eval_results.json' -o -path '*/base/eval_results.json')
     echo "kept $count evaluated runs under $kept/$(basename "$run")"
