@@ -59,6 +59,10 @@ class Outcomes:
         shared = set.intersection(*(set(m) for m in marks)) if marks else set()
         return cls(len(marks), {i: sum(m[i] for m in marks) for i in shared})
 
+    def shares(self) -> list[float]:
+        """Each problem's share of seeds that got it right."""
+        return [right / self.seeds for right in self.correct.values()]
+
 
 @dataclass(frozen=True)
 class Comparison:

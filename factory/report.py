@@ -38,7 +38,7 @@ from factory.paths import (
     RunFolder,
 )
 from factory.recipe import Recipe
-from factory.stats import wilson_interval
+from factory.stats import pooled_interval, wilson_interval
 
 
 @dataclass
@@ -88,13 +88,14 @@ def collect(run: RunFolder) -> tuple[list[RunResult], dict[str, dict]]:
 
 
 def _pooled(student: str, config_dir: Path, stats: dict) -> RunResult | None:
-    seeds, metrics, seconds, precisions = [], [], [], set()
+    seeds, metrics, seconds, precisions, predictions = [], [], [], set(), []
     for seed_dir in sorted(config_dir.glob("seed-*"), key=lambda p: int(p.name[5:])):
         evaluated = _read(seed_dir / "eval" / EVAL_METRICS)
         trained = _read(seed_dir / TRAINING_METRICS)
         if evaluated and trained:
             seeds.append(int(seed_dir.name[5:]))
             metrics.append(evaluated)
+            predictions.append(seed_dir / "eval" / PREDICTIONS)
             seconds.append(trained["seconds"])
             decoded = evaluated.get("dtype", "served" if "served_model" in evaluated else "?")
             precisions.add(f"{trained.get('precision', '?')} / {decoded}")
@@ -115,13 +116,22 @@ def _pooled(student: str, config_dir: Path, stats: dict) -> RunResult | None:
         mean_steps=stats["mean_steps"],
         mean_tokens=stats["mean_tokens"],
         teacher_accuracy=stats["teacher_accuracy"],
-        ci95=[round(x, 4) for x in wilson_interval(correct, total)],
+        ci95=[round(x, 4) for x in _interval_over_problems(correct, total, predictions)],
         truncated=sum(m.get("truncated", 0) for m in metrics),
         precision=", ".join(sorted(precisions)),
         thinking_tokens=_mean(
             [m["mean_thinking_tokens"] for m in metrics if "mean_thinking_tokens" in m]
         ),
     )
+
+
+def _interval_over_problems(correct: int, total: int, predictions: list[Path]) -> tuple:
+    """One seed: the Wilson interval. Several: the interval over the problems, each scored as
+    the share of seeds that solved it (`stats.pooled_interval`), since k seeds of one config are
+    not k times as many problems."""
+    if len(predictions) == 1:
+        return wilson_interval(correct, total)
+    return pooled_interval(Outcomes.pooled([read_jsonl(p) for p in predictions]).shares())
 
 
 def _mean(values: list[float]) -> float | None:
@@ -241,7 +251,12 @@ def _table(results: list[RunResult]) -> list[str]:
             f"{len(r.seeds)} (±{100 * r.spread:.1f}) | {r.train_seconds / 60:.1f} min | "
             f"{r.precision} |"
         )
-    return rows
+    return rows + [
+        "",
+        "Student accuracy pools seeds per problem; its 95% interval is Wilson's over the test "
+        "problems, for several seeds at the effective number of problems their agreement "
+        "leaves (a second seed that repeats the first adds no problem).",
+    ]
 
 
 def _thinks(r: RunResult) -> str:

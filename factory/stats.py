@@ -13,11 +13,28 @@ from functools import reduce
 
 def wilson_interval(correct: int, total: int, z: float = 1.96) -> tuple[float, float]:
     """The 95% Wilson score interval of a proportion: honest at small n and near 0 or 1."""
-    if total == 0:
+    return _wilson(correct / total, total, z) if total else (0.0, 0.0)
+
+
+def pooled_interval(shares: list[float], z: float = 1.96) -> tuple[float, float]:
+    """95% interval of a mean accuracy over n problems, each scored as the share of a config's
+    seeds that got it right: the Wilson interval at the effective sample size
+    n p(1 - p) / s^2 (Kish's design effect), s^2 being the variance of the shares about their
+    mean p. The problems are the sampled units: seeds that always agree count n, no more than one
+    seed; seeds that agree no more than chance count up to k n; one seed gives the plain Wilson
+    interval on n."""
+    n = len(shares)
+    if n == 0:
         return 0.0, 0.0
-    p = correct / total
-    centre = (p + z * z / (2 * total)) / (1 + z * z / total)
-    margin = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / (1 + z * z / total)
+    p = sum(shares) / n
+    variance = sum((x - p) ** 2 for x in shares) / n
+    effective = n * p * (1 - p) / variance if variance > 0 else n
+    return _wilson(p, effective, z)
+
+
+def _wilson(p: float, n: float, z: float) -> tuple[float, float]:
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    margin = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
     return max(0.0, centre - margin), min(1.0, centre + margin)
 
 

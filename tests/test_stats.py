@@ -1,5 +1,6 @@
 """The report's statistics against values computed by hand: exact McNemar and sign-flip
-p-values, Holm's correction, the paired interval, seeds pooled per problem, comparisons aligned
+p-values, Holm's correction, the paired interval, a pooled config's own interval, seeds pooled
+per problem, comparisons aligned
 by problem id, and the recommendation they lead to."""
 
 from __future__ import annotations
@@ -7,7 +8,14 @@ from __future__ import annotations
 import pytest
 
 from factory.comparisons import BASE, Outcomes, between, compare, compare_all, ranked, recommend
-from factory.stats import holm, mcnemar_exact, paired_interval, sign_flip_p
+from factory.stats import (
+    holm,
+    mcnemar_exact,
+    paired_interval,
+    pooled_interval,
+    sign_flip_p,
+    wilson_interval,
+)
 
 
 @pytest.mark.parametrize(
@@ -75,6 +83,28 @@ def test_paired_interval_on_a_small_table_by_hand():
     assert paired_interval(1, 1.5, 6) == pytest.approx((-0.252570, 0.502570), abs=1e-6)
     # all 7 problems d = 1: 7/9 + 1.96 sqrt((8/9 - 49/81) / 9) = 1.126 is clipped at 1
     assert paired_interval(7, 7, 7) == pytest.approx((0.429636, 1.0), abs=1e-6)
+
+
+def test_wilson_interval_by_hand():
+    # 3 of 10: centre (0.3 + 3.8416/20) / 1.38416 = 0.355508; margin
+    # 1.96 sqrt(0.021 + 3.8416/400) / 1.38416 = 0.247719 -> [0.107789, 0.603227]
+    assert wilson_interval(3, 10) == pytest.approx((0.107789, 0.603227), abs=1e-6)
+    assert wilson_interval(0, 0) == (0.0, 0.0)
+
+
+def test_a_pooled_config_counts_its_problems_not_its_seed_evaluations():
+    # one seed: shares are 0 or 1, variance p(1 - p), so the effective n is n: plain Wilson
+    assert pooled_interval([1.0, 0.0, 0.0, 1.0, 0.0]) == pytest.approx(wilson_interval(2, 5))
+    # two seeds that agree on every problem are one seed's evidence, not twice as many problems
+    assert pooled_interval([1.0] * 3 + [0.0] * 7) == pytest.approx(wilson_interval(3, 10))
+    # shares (1, .5, 0, 0): p = 0.375, variance (0.625^2 + 0.125^2 + 2 * 0.375^2) / 4 = 0.171875,
+    # effective n = 4 * 0.375 * 0.625 / 0.171875 = 60/11; Wilson at p = 0.375, n = 60/11:
+    # centre 0.426659, margin 0.315476 -> [0.111183, 0.742128]
+    assert pooled_interval([1.0, 0.5, 0.0, 0.0]) == pytest.approx((0.111183, 0.742128), abs=1e-6)
+    # no spread between problems at all (each of 10 solved by one of two seeds): the effective
+    # n would be unbounded; it stays at the 10 problems, Wilson at p = 0.5, n = 10
+    assert pooled_interval([0.5] * 10) == pytest.approx((0.236590, 0.763410), abs=1e-6)
+    assert pooled_interval([]) == (0.0, 0.0)
 
 
 def test_seeds_pool_per_problem_over_the_problems_every_seed_evaluated():

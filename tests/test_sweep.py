@@ -22,7 +22,7 @@ from factory.recipe import load_recipe
 from factory.report import RunResult, write_report
 from factory.run import sweep
 from factory.scores import summarize
-from factory.stats import holm, wilson_interval
+from factory.stats import holm, pooled_interval, wilson_interval
 
 pytestmark = pytest.mark.slow  # starts servers or trains models
 
@@ -164,7 +164,17 @@ def test_report_tables_match_the_runs_metrics(swept):
         ]
         correct, total = sum(m["correct"] for m in metrics), sum(m["total"] for m in metrics)
         assert (entry["correct"], entry["total"]) == (correct, total) and total == 16
-        assert entry["ci95"] == [round(x, 4) for x in wilson_interval(correct, total)]
+        marks = [
+            {
+                row["id"]: row["correct"]
+                for row in read_jsonl(
+                    run / "students/tiny" / entry["config"] / f"seed-{s}/eval/predictions.jsonl"
+                )
+            }
+            for s in (0, 1)
+        ]
+        shares = [(marks[0][i] + marks[1][i]) / 2 for i in marks[0]]
+        assert entry["ci95"] == [round(x, 4) for x in pooled_interval(shares)]
         row = next(
             line for line in text.splitlines() if line.startswith(f"| `{entry['config']}` |")
         )
